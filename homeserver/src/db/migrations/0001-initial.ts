@@ -1,0 +1,99 @@
+import type { Database } from 'better-sqlite3'
+
+/** Accounts, devices (one per login, holding its token hashes), rooms, memberships, events, receipts, media. */
+export function up(db: Database): void {
+  db.exec(`
+    CREATE TABLE users (
+      user_id       TEXT PRIMARY KEY,
+      localpart     TEXT NOT NULL UNIQUE,
+      password_hash TEXT NOT NULL,
+      display_name  TEXT NOT NULL DEFAULT '',
+      created_ts    INTEGER NOT NULL,
+      deactivated   INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+
+    CREATE TABLE devices (
+      device_id          TEXT PRIMARY KEY,
+      user_id            TEXT NOT NULL REFERENCES users(user_id),
+      display_name       TEXT NOT NULL DEFAULT '',
+      access_hash        BLOB NOT NULL UNIQUE,
+      access_expires_ts  INTEGER NOT NULL,
+      refresh_hash       BLOB NOT NULL,
+      prev_refresh_hash  BLOB,
+      refresh_expires_ts INTEGER NOT NULL,
+      created_ts         INTEGER NOT NULL,
+      last_seen_ts       INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX devices_by_user ON devices(user_id);
+
+    CREATE TABLE rooms (
+      room_id    TEXT PRIMARY KEY,
+      kind       TEXT NOT NULL CHECK (kind IN ('dm', 'group', 'broadcast')),
+      creator    TEXT NOT NULL,
+      name       TEXT NOT NULL DEFAULT '',
+      topic      TEXT NOT NULL DEFAULT '',
+      encrypted  INTEGER NOT NULL DEFAULT 0,
+      created_ts INTEGER NOT NULL,
+      last_seq   INTEGER NOT NULL DEFAULT 0,
+      head_hash  TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE memberships (
+      room_id     TEXT NOT NULL,
+      user_id     TEXT NOT NULL,
+      membership  TEXT NOT NULL CHECK (membership IN ('invite', 'join', 'leave', 'ban')),
+      level       INTEGER NOT NULL DEFAULT 0,
+      ever_joined INTEGER NOT NULL DEFAULT 0,
+      stream_pos  INTEGER NOT NULL,
+      PRIMARY KEY (room_id, user_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX memberships_by_user ON memberships(user_id, membership);
+
+    CREATE TABLE events (
+      stream_pos  INTEGER PRIMARY KEY,
+      room_id     TEXT NOT NULL,
+      seq         INTEGER NOT NULL,
+      event_id    TEXT NOT NULL UNIQUE,
+      type        TEXT NOT NULL,
+      state_key   TEXT,
+      sender      TEXT NOT NULL,
+      origin_ts   INTEGER NOT NULL,
+      header      TEXT NOT NULL,
+      content     TEXT,
+      envelope    TEXT NOT NULL,
+      owner_sig   TEXT,
+      relates_to  TEXT,
+      redacted_by TEXT,
+      UNIQUE (room_id, seq)
+    ) STRICT;
+    CREATE INDEX events_by_relation ON events(relates_to) WHERE relates_to IS NOT NULL;
+
+    CREATE TABLE txns (
+      device_id  TEXT NOT NULL,
+      txn_id     TEXT NOT NULL,
+      event_id   TEXT NOT NULL,
+      created_ts INTEGER NOT NULL,
+      PRIMARY KEY (device_id, txn_id)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE receipts (
+      room_id  TEXT NOT NULL,
+      user_id  TEXT NOT NULL,
+      seq      INTEGER NOT NULL,
+      event_id TEXT NOT NULL,
+      ts       INTEGER NOT NULL,
+      PRIMARY KEY (room_id, user_id)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE media (
+      media_id     TEXT PRIMARY KEY,
+      owner        TEXT NOT NULL,
+      room_id      TEXT NOT NULL,
+      sha256       TEXT NOT NULL,
+      size         INTEGER NOT NULL,
+      content_type TEXT NOT NULL,
+      filename     TEXT NOT NULL,
+      created_ts   INTEGER NOT NULL
+    ) STRICT;
+  `)
+}

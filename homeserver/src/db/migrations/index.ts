@@ -1,0 +1,11 @@
+/** Numbered migrations, applied in order; `PRAGMA user_version` records how many have run. */
+import type { Database } from 'better-sqlite3'
+import * as m0001 from './0001-initial.ts'
+
+export interface Migration {
+  readonly version: number
+  readonly name: string
+  up(db: Database): void
+}
+
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: '0001-initial', up: m0001.up }]

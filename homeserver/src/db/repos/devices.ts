@@ -1,0 +1,96 @@
+import type { Database, Statement } from 'better-sqlite3'
+
+export interface DeviceRow {
+  device_id: string
+  user_id: string
+  display_name: string
+  access_hash: Buffer
+  access_expires_ts: number
+  refresh_hash: Buffer
+  prev_refresh_hash: Buffer | null
+  refresh_expires_ts: number
+  created_ts: number
+  last_seen_ts: number
+}
+
+export interface NewDevice {
+  deviceId: string
+  userId: string
+  displayName: string
+  accessHash: Buffer
+  accessExpiresTs: number
+  refreshHash: Buffer
+  refreshExpiresTs: number
+  now: number
+}
+
+/** Devices and their token hashes: one row per login. Deleting the row revokes both tokens. */
+export class DevicesRepo {
+  readonly #insert: Statement<[string, string, string, Buffer, number, Buffer, number, number, number]>
+  readonly #byAccess: Statement<[Buffer], DeviceRow>
+  readonly #byId: Statement<[string], DeviceRow>
+  readonly #rotate: Statement<[Buffer, number, Buffer, number, number, string]>
+  readonly #delete: Statement<[string]>
+  readonly #deleteForUser: Statement<[string]>
+  readonly #idsForUser: Statement<[string], { device_id: string }>
+  readonly #listForUser: Statement<[string], DeviceRow>
+
+  constructor(db: Database) {
+    this.#insert = db.prepare(
+      `INSERT INTO devices (device_id, user_id, display_name, access_hash, access_expires_ts, refresh_hash,
+         refresh_expires_ts, created_ts, last_seen_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    )
+    this.#byAccess = db.prepare('SELECT * FROM devices WHERE access_hash = ?')
+    this.#byId = db.prepare('SELECT * FROM devices WHERE device_id = ?')
+    this.#rotate = db.prepare(
+      `UPDATE devices SET access_hash = ?, access_expires_ts = ?, prev_refresh_hash = refresh_hash,
+         refresh_hash = ?, refresh_expires_ts = ?, last_seen_ts = ? WHERE device_id = ?`,
+    )
+    this.#delete = db.prepare('DELETE FROM devices WHERE device_id = ?')
+    this.#deleteForUser = db.prepare('DELETE FROM devices WHERE user_id = ?')
+    this.#idsForUser = db.prepare('SELECT device_id FROM devices WHERE user_id = ?')
+    this.#listForUser = db.prepare('SELECT * FROM devices WHERE user_id = ? ORDER BY created_ts')
+  }
+
+  insert(d: NewDevice): void {
+    this.#insert.run(
+      d.deviceId,
+      d.userId,
+      d.displayName,
+      d.accessHash,
+      d.accessExpiresTs,
+      d.refreshHash,
+      d.refreshExpiresTs,
+      d.now,
+      d.now,
+    )
+  }
+  byAccessHash(hash: Buffer): DeviceRow | undefined {
+    return this.#byAccess.get(hash)
+  }
+  get(deviceId: string): DeviceRow | undefined {
+    return this.#byId.get(deviceId)
+  }
+  rotate(
+    deviceId: string,
+    accessHash: Buffer,
+    accessExp: number,
+    refreshHash: Buffer,
+    refreshExp: number,
+    now: number,
+  ) {
+    this.#rotate.run(accessHash, accessExp, refreshHash, refreshExp, now, deviceId)
+  }
+  delete(deviceId: string): boolean {
+    return this.#delete.run(deviceId).changes > 0
+  }
+  /** Deletes every device of a user and returns their ids. */
+  deleteForUser(userId: string): string[] {
+    const ids = this.#idsForUser.all(userId).map((r) => r.device_id)
+    this.#deleteForUser.run(userId)
+    return ids
+  }
+  listForUser(userId: string): DeviceRow[] {
+    return this.#listForUser.all(userId)
+  }
+}

@@ -1,0 +1,176 @@
+import type { Database, Statement } from 'better-sqlite3'
+
+export interface EventRow {
+  stream_pos: number
+  room_id: string
+  seq: number
+  event_id: string
+  type: string
+  state_key: string | null
+  sender: string
+  origin_ts: number
+  header: string
+  content: string | null
+  envelope: string
+  owner_sig: string | null
+  relates_to: string | null
+  redacted_by: string | null
+}
+
+/** The columns clients need (headers and envelopes stay on the server and in federation). */
+export type ClientEventRow = Pick<
+  EventRow,
+  | 'stream_pos'
+  | 'room_id'
+  | 'seq'
+  | 'event_id'
+  | 'type'
+  | 'state_key'
+  | 'sender'
+  | 'origin_ts'
+  | 'content'
+  | 'redacted_by'
+>
+
+export class EventsRepo {
+  readonly #insert: Statement<
+    [
+      number,
+      string,
+      number,
+      string,
+      string,
+      string | null,
+      string,
+      number,
+      string,
+      string | null,
+      string,
+      string | null,
+    ]
+  >
+  readonly #setOwnerSig: Statement<[string, string]>
+  readonly #redact: Statement<[string, string]>
+  readonly #byId: Statement<[string], EventRow>
+  readonly #maxStream: Statement<[], { m: number | null }>
+  readonly #history: Statement<[string, number, number], ClientEventRow>
+  readonly #visibleSince: Statement<[string, number, number, number], ClientEventRow>
+  readonly #txn: Statement<[string, string], { event_id: string; seq: number; room_id: string }>
+  readonly #insertTxn: Statement<[string, string, string, number]>
+  readonly #unread: Statement<[string, number, string], { n: number }>
+  readonly #lastMessage: Statement<[string], ClientEventRow>
+  readonly #reactionExists: Statement<[string, string, string], { event_id: string; content: string | null }>
+  readonly #count: Statement<[string], { n: number }>
+  readonly #seqAtStream: Statement<[string, number], { seq: number }>
+
+  constructor(db: Database) {
+    this.#insert = db.prepare(
+      `INSERT INTO events (stream_pos, room_id, seq, event_id, type, state_key, sender, origin_ts, header, content,
+         envelope, relates_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    )
+    this.#setOwnerSig = db.prepare('UPDATE events SET owner_sig = ? WHERE event_id = ?')
+    this.#redact = db.prepare('UPDATE events SET content = NULL, redacted_by = ? WHERE event_id = ?')
+    this.#byId = db.prepare('SELECT * FROM events WHERE event_id = ?')
+    this.#maxStream = db.prepare('SELECT MAX(stream_pos) AS m FROM events')
+    this.#history = db.prepare(
+      `SELECT e.stream_pos, e.room_id, e.seq, e.event_id, e.type, e.state_key, e.sender, e.origin_ts, e.content, e.redacted_by FROM events e WHERE e.room_id = ? AND e.seq < ? ORDER BY e.seq DESC LIMIT ?`,
+    )
+    // Walks the server-wide stream in order and keeps what the user may see: everything in rooms the
+    // user is joined to; in rooms the user left after joining, everything up to the leave; and the
+    // user's own latest membership event (an invite, a kick). The caller bounds the window, so one page
+    // costs at most one window of index probes however busy the server is.
+    this.#visibleSince = db.prepare(
+      `SELECT e.stream_pos, e.room_id, e.seq, e.event_id, e.type, e.state_key, e.sender, e.origin_ts, e.content, e.redacted_by FROM events e
+       JOIN memberships m ON m.room_id = e.room_id AND m.user_id = ?
+       WHERE e.stream_pos > ? AND e.stream_pos <= ?
+         AND (m.membership = 'join'
+              OR e.stream_pos = m.stream_pos
+              OR (m.ever_joined = 1 AND e.stream_pos <= m.stream_pos))
+       ORDER BY e.stream_pos LIMIT ?`,
+    )
+    this.#txn = db.prepare(
+      `SELECT t.event_id, e.seq, e.room_id FROM txns t JOIN events e ON e.event_id = t.event_id
+       WHERE t.device_id = ? AND t.txn_id = ?`,
+    )
+    this.#insertTxn = db.prepare(
+      'INSERT INTO txns (device_id, txn_id, event_id, created_ts) VALUES (?, ?, ?, ?)',
+    )
+    this.#unread = db.prepare(
+      `SELECT COUNT(*) AS n FROM events WHERE room_id = ? AND seq > ? AND type = 'm.message'
+         AND sender != ? AND redacted_by IS NULL`,
+    )
+    this.#lastMessage = db.prepare(
+      `SELECT e.stream_pos, e.room_id, e.seq, e.event_id, e.type, e.state_key, e.sender, e.origin_ts, e.content, e.redacted_by FROM events e WHERE e.room_id = ? AND e.type = 'm.message' ORDER BY e.seq DESC LIMIT 1`,
+    )
+    this.#reactionExists = db.prepare(
+      `SELECT event_id, content FROM events WHERE relates_to = ? AND type = 'm.reaction' AND sender = ?
+         AND redacted_by IS NULL AND room_id = ?`,
+    )
+    this.#count = db.prepare('SELECT COUNT(*) AS n FROM events WHERE room_id = ?')
+    this.#seqAtStream = db.prepare('SELECT seq FROM events WHERE room_id = ? AND stream_pos = ?')
+  }
+
+  insert(row: Omit<EventRow, 'owner_sig' | 'redacted_by'>): void {
+    this.#insert.run(
+      row.stream_pos,
+      row.room_id,
+      row.seq,
+      row.event_id,
+      row.type,
+      row.state_key,
+      row.sender,
+      row.origin_ts,
+      row.header,
+      row.content,
+      row.envelope,
+      row.relates_to,
+    )
+  }
+  setOwnerSig(eventId: string, sig: string): void {
+    this.#setOwnerSig.run(sig, eventId)
+  }
+  /** Drops an event's content; its header (and so its id and signatures) stays verifiable. */
+  redact(eventId: string, redactedBy: string): void {
+    this.#redact.run(redactedBy, eventId)
+  }
+  get(eventId: string): EventRow | undefined {
+    return this.#byId.get(eventId)
+  }
+  maxStreamPos(): number {
+    return this.#maxStream.get()!.m ?? 0
+  }
+  /** Events of a room before `beforeSeq`, newest first. */
+  history(roomId: string, beforeSeq: number, limit: number): ClientEventRow[] {
+    return this.#history.all(roomId, beforeSeq, limit)
+  }
+  visibleSince(userId: string, since: number, upto: number, limit: number): ClientEventRow[] {
+    return this.#visibleSince.all(userId, since, upto, limit)
+  }
+  txn(deviceId: string, txnId: string): { event_id: string; seq: number; room_id: string } | undefined {
+    return this.#txn.get(deviceId, txnId)
+  }
+  insertTxn(deviceId: string, txnId: string, eventId: string, now: number): void {
+    this.#insertTxn.run(deviceId, txnId, eventId, now)
+  }
+  unreadCount(roomId: string, afterSeq: number, userId: string): number {
+    return this.#unread.get(roomId, afterSeq, userId)!.n
+  }
+  lastMessage(roomId: string): ClientEventRow | undefined {
+    return this.#lastMessage.get(roomId)
+  }
+  /** The sender's live reactions to `target` in `roomId`. */
+  reactions(
+    roomId: string,
+    target: string,
+    sender: string,
+  ): Array<{ event_id: string; content: string | null }> {
+    return this.#reactionExists.all(target, sender, roomId)
+  }
+  /** The seq of the event of `roomId` at stream position `streamPos`. */
+  seqAtStream(roomId: string, streamPos: number): number | undefined {
+    return this.#seqAtStream.get(roomId, streamPos)?.seq
+  }
+  countInRoom(roomId: string): number {
+    return this.#count.get(roomId)!.n
+  }
+}

@@ -1,0 +1,36 @@
+/** All repositories over one database connection. */
+import type { Database } from 'better-sqlite3'
+import { DevicesRepo } from './devices.ts'
+import { EventsRepo } from './events.ts'
+import { MediaRepo } from './media.ts'
+import { MembershipsRepo } from './memberships.ts'
+import { ReceiptsRepo } from './receipts.ts'
+import { RoomsRepo } from './rooms.ts'
+import { UsersRepo } from './users.ts'
+
+export type { DeviceRow } from './devices.ts'
+export type { EventRow, ClientEventRow } from './events.ts'
+export type { MediaRow } from './media.ts'
+export type { MembershipRow } from './memberships.ts'
+export type { RoomRow } from './rooms.ts'
+export type { UserRow } from './users.ts'
+
+export class Repos {
+  readonly users: UsersRepo
+  readonly devices: DevicesRepo
+  readonly rooms: RoomsRepo
+  readonly memberships: MembershipsRepo
+  readonly events: EventsRepo
+  readonly receipts: ReceiptsRepo
+  readonly media: MediaRepo
+
+  constructor(readonly db: Database) {
+    this.users = new UsersRepo(db)
+    this.devices = new DevicesRepo(db)
+    this.rooms = new RoomsRepo(db)
+    this.memberships = new MembershipsRepo(db)
+    this.events = new EventsRepo(db)
+    this.receipts = new ReceiptsRepo(db)
+    this.media = new MediaRepo(db)
+  }
+}

@@ -1,0 +1,57 @@
+import type { Database, Statement } from 'better-sqlite3'
+import type { Membership } from '@parley/protocol/schema'
+
+export interface MembershipRow {
+  room_id: string
+  user_id: string
+  membership: Membership
+  level: number
+  ever_joined: number
+  /** Stream position of the event that set this membership. */
+  stream_pos: number
+}
+
+export class MembershipsRepo {
+  readonly #get: Statement<[string, string], MembershipRow>
+  readonly #upsert: Statement<[string, string, string, number, number, number]>
+  readonly #setLevel: Statement<[number, string, string]>
+  readonly #forRoom: Statement<[string], MembershipRow>
+  readonly #forUser: Statement<[string], MembershipRow>
+  readonly #joinedCount: Statement<[string], { n: number }>
+
+  constructor(db: Database) {
+    this.#get = db.prepare('SELECT * FROM memberships WHERE room_id = ? AND user_id = ?')
+    this.#upsert = db.prepare(
+      `INSERT INTO memberships (room_id, user_id, membership, level, ever_joined, stream_pos) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+         ever_joined = max(ever_joined, excluded.ever_joined), stream_pos = excluded.stream_pos,
+         level = CASE WHEN excluded.membership = 'join' THEN level ELSE 0 END`,
+    )
+    this.#setLevel = db.prepare('UPDATE memberships SET level = ? WHERE room_id = ? AND user_id = ?')
+    this.#forRoom = db.prepare('SELECT * FROM memberships WHERE room_id = ?')
+    this.#forUser = db.prepare('SELECT * FROM memberships WHERE user_id = ?')
+    this.#joinedCount = db.prepare(
+      "SELECT COUNT(*) AS n FROM memberships WHERE room_id = ? AND membership = 'join'",
+    )
+  }
+
+  get(roomId: string, userId: string): MembershipRow | undefined {
+    return this.#get.get(roomId, userId)
+  }
+  /** Records a membership change. Leaving resets the level; the level of a (re)joining user is kept at 0 unless set. */
+  set(roomId: string, userId: string, membership: Membership, streamPos: number): void {
+    this.#upsert.run(roomId, userId, membership, 0, membership === 'join' ? 1 : 0, streamPos)
+  }
+  setLevel(roomId: string, userId: string, level: number): void {
+    this.#setLevel.run(level, roomId, userId)
+  }
+  forRoom(roomId: string): MembershipRow[] {
+    return this.#forRoom.all(roomId)
+  }
+  forUser(userId: string): MembershipRow[] {
+    return this.#forUser.all(userId)
+  }
+  joinedCount(roomId: string): number {
+    return this.#joinedCount.get(roomId)!.n
+  }
+}

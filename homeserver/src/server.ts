@@ -1,0 +1,78 @@
+/** startServer(config) -> { url, close }: the only place that binds a port. */
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { AddressInfo } from 'node:net'
+import type { Server } from 'node:http'
+import { serve } from '@hono/node-server'
+import { sodiumReady } from '@parley/protocol'
+import { createApp } from './app.ts'
+import { offsetClock, type Clock } from './clock.ts'
+import { parseConfig, type Config, type ConfigInput } from './config.ts'
+import { openDatabase } from './db/database.ts'
+import { createLogger, type Logger } from './logger.ts'
+import { createServices, type Services } from './services/index.ts'
+import { loadOrCreateServerKey } from './services/server-keys.ts'
+
+export interface RunningServer {
+  /** Base URL, e.g. `http://127.0.0.1:41234`. */
+  readonly url: string
+  readonly port: number
+  readonly config: Config
+  readonly services: Services
+  /** Graceful shutdown: stop accepting, close sockets, commit what is queued, close the database. */
+  close(): Promise<void>
+}
+
+export interface StartOptions {
+  /** Overrides the configured clock (tests). */
+  readonly clock?: Clock
+  readonly logger?: Logger
+}
+
+export async function startServer(input: ConfigInput, options: StartOptions = {}): Promise<RunningServer> {
+  const config = parseConfig(input)
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
+  await sodiumReady()
+  const log = options.logger ?? createLogger(config.logLevel, config.serverName)
+  const clock = options.clock ?? offsetClock(config.clockOffsetMs)
+  const db = openDatabase(join(config.dataDir, 'homeserver.db'), { synchronous: config.synchronous })
+  const signer = await loadOrCreateServerKey(config.dataDir)
+  const services = createServices(config, db, signer, clock, log)
+  await services.media.init()
+  const { app, gateway, injectWebSocket } = createApp(services)
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () =>
+      resolve(s as Server),
+    )
+    s.once('error', reject)
+  })
+  // Slow or partial headers are dropped quickly (WS-5); upgraded sockets are policed by the gateway.
+  server.headersTimeout = 10_000
+  server.requestTimeout = 30_000
+  injectWebSocket(server)
+  const port = (server.address() as AddressInfo).port
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host
+  const url = `http://${host}:${port}`
+  log.info({ url, serverName: config.serverName }, 'listening')
+
+  let closing: Promise<void> | null = null
+  return {
+    url,
+    port,
+    config,
+    services,
+    close() {
+      closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
+        gateway.close()
+        server.closeAllConnections()
+        await stopped
+        services.sequencer.flush()
+        db.close()
+        log.info('stopped')
+      })()
+      return closing
+    },
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Typing, read receipts and presence (DESIGN.md section 3: never part of the room log). Typing and
+ * presence live in memory; a receipt is also stored, because unread counts are computed from it.
+ */
+import { ParleyError } from '@parley/protocol'
+import type { PresenceStatus } from '@parley/protocol/schema'
+import type { Clock } from '../clock.ts'
+import type { Repos } from '../db/repos/index.ts'
+import type { Hub, RoomMembers } from './hub.ts'
+import { notMember } from './room-rules.ts'
+
+/** A typing notice lasts this long unless renewed. */
+export const TYPING_TTL_MS = 6000
+
+export class EphemeralService {
+  readonly #typing = new Map<string, Map<string, ReturnType<typeof setTimeout>>>()
+  readonly #presence = new Map<string, PresenceStatus>()
+
+  constructor(
+    private readonly repos: Repos,
+    private readonly members: RoomMembers,
+    private readonly hub: Hub,
+    private readonly clock: Clock,
+  ) {}
+
+  #requireJoined(room: string, userId: string): ReadonlySet<string> {
+    const joined = this.members.joined(room)
+    if (!joined.has(userId)) throw notMember()
+    return joined
+  }
+
+  setTyping(userId: string, room: string, typing: boolean): void {
+    this.#requireJoined(room, userId)
+    let users = this.#typing.get(room)
+    const had = users?.get(userId)
+    if (had) clearTimeout(had)
+    if (typing) {
+      if (!users) this.#typing.set(room, (users = new Map()))
+      const timer = setTimeout(() => this.setTypingQuietly(userId, room), TYPING_TTL_MS)
+      timer.unref()
+      users.set(userId, timer)
+      if (had) return // still typing: no change to announce
+    } else {
+      if (!had) return
+      users!.delete(userId)
+    }
+    this.#announceTyping(room)
+  }
+
+  /** Expiry (or a disconnect) ends typing without a membership check. */
+  setTypingQuietly(userId: string, room: string): void {
+    const users = this.#typing.get(room)
+    const timer = users?.get(userId)
+    if (!timer) return
+    clearTimeout(timer)
+    users!.delete(userId)
+    if (users!.size === 0) this.#typing.delete(room)
+    this.#announceTyping(room)
+  }
+
+  #announceTyping(room: string): void {
+    const users = [...(this.#typing.get(room)?.keys() ?? [])]
+    this.hub.sendToUsers(this.members.joined(room), JSON.stringify({ type: 'typing', room, user_ids: users }))
+  }
+
+  /** Moves the user's read receipt forward to `eventId` and tells the room. */
+  receipt(userId: string, room: string, eventId: string): void {
+    const joined = this.#requireJoined(room, userId)
+    const event = this.repos.events.get(eventId)
+    if (!event || event.room_id !== room) throw new ParleyError('P_NOT_FOUND', 'event not found')
+    if (!this.repos.receipts.advance(room, userId, event.seq, eventId, this.clock.now())) return
+    this.setTypingQuietly(userId, room)
+    this.hub.sendToUsers(
+      joined,
+      JSON.stringify({ type: 'receipt', room, user_id: userId, event_id: eventId, seq: event.seq }),
+    )
+  }
+
+  presenceOf(userId: string): PresenceStatus {
+    return this.#presence.get(userId) ?? (this.hub.isOnline(userId) ? 'online' : 'offline')
+  }
+
+  /** Sets presence and tells everyone who shares a room with the user. */
+  setPresence(userId: string, status: PresenceStatus): void {
+    if (this.#presence.get(userId) === status) return
+    if (status === 'offline') this.#presence.delete(userId)
+    else this.#presence.set(userId, status)
+    const audience = new Set<string>()
+    for (const m of this.repos.memberships.forUser(userId)) {
+      if (m.membership === 'join') for (const u of this.members.joined(m.room_id)) audience.add(u)
+    }
+    this.hub.sendToUsers(audience, JSON.stringify({ type: 'presence', user_id: userId, status }))
+  }
+
+  /** A user's last connection closed: they are offline and typing nowhere. */
+  disconnected(userId: string): void {
+    for (const [room, users] of this.#typing) if (users.has(userId)) this.setTypingQuietly(userId, room)
+    this.setPresence(userId, 'offline')
+  }
+}

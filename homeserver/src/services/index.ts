@@ -1,0 +1,86 @@
+/** The composition root of the domain: every service over one database. No HTTP, no WebSocket. */
+import type { Signer } from '@parley/protocol/signing'
+import type { Clock } from '../clock.ts'
+import type { Config } from '../config.ts'
+import type { Database } from '../db/database.ts'
+import { Repos } from '../db/repos/index.ts'
+import type { Logger } from '../logger.ts'
+import { AccountsService } from './accounts.ts'
+import { EphemeralService } from './ephemeral.ts'
+import { Hub, RoomMembers } from './hub.ts'
+import { MediaService } from './media.ts'
+import { MessagesService } from './messages.ts'
+import { PasswordHasher } from './passwords.ts'
+import { ProfilesService } from './profiles.ts'
+import { RoomRulesImpl } from './room-rules.ts'
+import { RoomsService } from './rooms.ts'
+import { Sequencer } from './sequencer.ts'
+import { SyncService } from './sync.ts'
+
+export type { Session } from './accounts.ts'
+export type { LiveConnection } from './hub.ts'
+
+export interface Services {
+  readonly config: Config
+  readonly clock: Clock
+  readonly log: Logger
+  readonly repos: Repos
+  readonly signer: Signer
+  readonly accounts: AccountsService
+  readonly sequencer: Sequencer
+  readonly rooms: RoomsService
+  readonly messages: MessagesService
+  readonly sync: SyncService
+  readonly members: RoomMembers
+  readonly hub: Hub
+  readonly ephemeral: EphemeralService
+  readonly media: MediaService
+  readonly profiles: ProfilesService
+}
+
+export function createServices(
+  config: Config,
+  db: Database,
+  signer: Signer,
+  clock: Clock,
+  log: Logger,
+): Services {
+  const repos = new Repos(db)
+  const hasher = new PasswordHasher({
+    memoryKiB: config.argon2.memoryKiB,
+    iterations: config.argon2.iterations,
+    maxConcurrent: config.limits.maxConcurrentHashes,
+  })
+  const accounts = new AccountsService(repos, hasher, clock, {
+    serverName: config.serverName,
+    registration: config.registration,
+    accessTokenTtlMs: config.accessTokenTtlMs,
+    refreshTokenTtlMs: config.refreshTokenTtlMs,
+    loginFailuresPerAccount: config.limits.loginFailuresPerAccount,
+    loginFailureRefillMs: config.limits.loginFailureRefillMs,
+    loginAttemptsPerIp: config.limits.loginAttemptsPerIp,
+    loginIpRefillMs: config.limits.loginIpRefillMs,
+  })
+  const rules = new RoomRulesImpl(repos, config.serverName, clock)
+  const sequencer = new Sequencer(db, repos, rules, signer, config.serverName, clock, log)
+  const members = new RoomMembers(repos)
+  const hub = new Hub(members)
+  sequencer.onCommit((events) => hub.publish(events))
+  return {
+    config,
+    clock,
+    log,
+    repos,
+    signer,
+    accounts,
+    sequencer,
+    rooms: new RoomsService(repos, sequencer, config.serverName),
+    messages: new MessagesService(sequencer, clock, config.limits),
+    sync: new SyncService(repos, sequencer),
+    members,
+    hub,
+    ephemeral: new EphemeralService(repos, members, hub, clock),
+    media: new MediaService(repos, config.dataDir, clock),
+    profiles: new ProfilesService(repos),
+  }
+}

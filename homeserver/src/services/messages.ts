@@ -1,0 +1,65 @@
+/** Client sends: validate content for its type and size, rate-limit per device, sequence. */
+import { canonicalJson, ParleyError, type JsonObject } from '@parley/protocol'
+import { CONTENT_SCHEMAS, SENDABLE_TYPES, validate, type SendFrame } from '@parley/protocol/schema'
+import type { Clock } from '../clock.ts'
+import type { Session } from './accounts.ts'
+import { RateLimiter } from './rate-limit.ts'
+import type { CommittedEvent, Sequencer } from './sequencer.ts'
+
+const SENDABLE: ReadonlySet<string> = new Set(SENDABLE_TYPES)
+
+export interface MessagesOptions {
+  readonly maxContentBytes: number
+  readonly messagesPerSecond: number
+  readonly messageBurst: number
+}
+
+export class MessagesService {
+  readonly #limiter: RateLimiter
+
+  constructor(
+    private readonly sequencer: Sequencer,
+    clock: Clock,
+    private readonly options: MessagesOptions,
+  ) {
+    this.#limiter = new RateLimiter(clock, options.messageBurst, options.messagesPerSecond)
+  }
+
+  /** Throws P_LIMIT_EXCEEDED when the device is over its message rate. */
+  checkRate(deviceId: string): void {
+    const wait = this.#limiter.take(deviceId)
+    if (wait > 0) throw new ParleyError('P_LIMIT_EXCEEDED', 'sending too fast', wait)
+  }
+
+  /** Validates and sequences a client `send`; resolves after commit. */
+  send(session: Session, frame: SendFrame): Promise<CommittedEvent> {
+    if (!SENDABLE.has(frame.event_type)) {
+      throw new ParleyError('P_BAD_REQUEST', `event_type must be one of ${SENDABLE_TYPES.join(', ')}`)
+    }
+    const schema = CONTENT_SCHEMAS[frame.event_type as (typeof SENDABLE_TYPES)[number]]
+    const parsed = validate(schema, frame.content)
+    if (!parsed.ok) throw new ParleyError('P_BAD_REQUEST', `content: ${parsed.error.message}`)
+    const content = parsed.value as JsonObject
+    let contentJson: string
+    try {
+      contentJson = canonicalJson(content)
+    } catch {
+      throw new ParleyError('P_BAD_REQUEST', 'content has no canonical JSON form (lone surrogate?)')
+    }
+    // Canonical JSON of ASCII-heavy text: UTF-16 length is a cheap bound; measure bytes only near the limit.
+    if (
+      contentJson.length * 3 > this.options.maxContentBytes &&
+      new TextEncoder().encode(contentJson).length > this.options.maxContentBytes
+    ) {
+      throw new ParleyError('P_TOO_LARGE', `content is over ${this.options.maxContentBytes} bytes`)
+    }
+    return this.sequencer.submit({
+      room: frame.room,
+      type: frame.event_type,
+      sender: session.userId,
+      content,
+      contentJson,
+      txn: { deviceId: session.deviceId, txnId: frame.txn_id },
+    })
+  }
+}

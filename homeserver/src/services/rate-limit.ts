@@ -1,0 +1,87 @@
+/** Token buckets keyed by a string (device, account, address), on an injectable clock. */
+import type { Clock } from '../clock.ts'
+
+interface Bucket {
+  tokens: number
+  updated: number
+}
+
+export class RateLimiter {
+  readonly #buckets = new Map<string, Bucket>()
+  readonly #perMs: number
+
+  /** `capacity` tokens, refilled at `refillPerSecond`. */
+  constructor(
+    private readonly clock: Clock,
+    private readonly capacity: number,
+    refillPerSecond: number,
+  ) {
+    this.#perMs = refillPerSecond / 1000
+  }
+
+  #bucket(key: string): Bucket {
+    const now = this.clock.now()
+    let b = this.#buckets.get(key)
+    if (!b) {
+      b = { tokens: this.capacity, updated: now }
+      // Bound memory under key spraying: full buckets carry no information and can be dropped.
+      if (this.#buckets.size >= 100_000) this.#sweep()
+      this.#buckets.set(key, b)
+    } else {
+      b.tokens = Math.min(this.capacity, b.tokens + (now - b.updated) * this.#perMs)
+      b.updated = now
+    }
+    return b
+  }
+
+  /** Takes one token; returns 0 if allowed, else the milliseconds until one is available. */
+  take(key: string): number {
+    const b = this.#bucket(key)
+    if (b.tokens >= 1) {
+      b.tokens -= 1
+      return 0
+    }
+    return Math.ceil((1 - b.tokens) / this.#perMs)
+  }
+
+  /** Milliseconds until a token is available without taking one (0 = available now). */
+  peek(key: string): number {
+    const b = this.#bucket(key)
+    return b.tokens >= 1 ? 0 : Math.ceil((1 - b.tokens) / this.#perMs)
+  }
+
+  #sweep(): void {
+    const now = this.clock.now()
+    for (const [key, b] of this.#buckets) {
+      if (b.tokens + (now - b.updated) * this.#perMs >= this.capacity) this.#buckets.delete(key)
+    }
+  }
+}
+
+/** Bounds concurrent work (argon2 hashes): at most `limit` at once, the rest queue up to `maxQueue`. */
+export class Semaphore {
+  #active = 0
+  readonly #waiting: Array<() => void> = []
+
+  constructor(
+    private readonly limit: number,
+    private readonly maxQueue = 256,
+  ) {}
+
+  /** Runs `task` when a slot is free. Returns `null` without running it if the queue is full. */
+  async run<T>(task: () => Promise<T>): Promise<T | null> {
+    if (this.#active >= this.limit) {
+      if (this.#waiting.length >= this.maxQueue) return null
+      await new Promise<void>((resolve) => this.#waiting.push(resolve))
+    } else {
+      this.#active++
+    }
+    try {
+      return await task()
+    } finally {
+      const next = this.#waiting.shift()
+      if (next) next()
+      else this.#active--
+    }
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * Who may do what in a room (DESIGN.md section 4), checked inside the sequencer's transaction so
+ * every decision sees the state left by the events before it.
+ *
+ * Levels: owner 100 (the creator, implied by `m.room.create`), admin 50, moderator 25, member 0.
+ * - messages, edits, reactions, redactions: joined members; in broadcast rooms only admins post or edit
+ *   messages (everyone may react); edits only of one's own messages; redactions of one's own events,
+ *   or by a moderator.
+ * - invite: any joined member of a group; admins in broadcast rooms; in a DM only the other person.
+ * - join: with a pending invite (or the creator, once). leave: oneself.
+ * - kick, ban, unban: moderators, over members of lower level; never in DMs.
+ * - power: admins, over lower members and to levels below their own; never in DMs.
+ * - name, topic: moderators (any member in a DM).
+ * A non-member and a non-existent room get the same answer, so existence does not leak (AC-2).
+ */
+import { ParleyError, parseUserId } from '@parley/protocol'
+import { CONTENT_SCHEMAS, ROLE_LEVEL, type MemberContent } from '@parley/protocol/schema'
+import type { MembershipRow, Repos, RoomRow } from '../db/repos/index.ts'
+import type { Clock } from '../clock.ts'
+import type { CommittedEvent, Draft, RoomRules } from './sequencer.ts'
+
+const { admin: ADMIN, moderator: MODERATOR, owner: OWNER } = ROLE_LEVEL
+
+const STATE_TYPES: ReadonlySet<string> = new Set([
+  'm.room.create',
+  'm.member',
+  'm.power_levels',
+  'm.room.name',
+  'm.room.topic',
+])
+
+/** The one answer for "no such room" and "not your room". */
+export const notMember = (): ParleyError =>
+  new ParleyError('P_FORBIDDEN', 'you are not a member of this room')
+const notFound = (): ParleyError => new ParleyError('P_NOT_FOUND', 'event not found')
+const forbidden = (why: string): ParleyError => new ParleyError('P_FORBIDDEN', why)
+
+export class RoomRulesImpl implements RoomRules {
+  constructor(
+    private readonly repos: Repos,
+    private readonly serverName: string,
+    private readonly clock: Clock,
+  ) {}
+
+  check(draft: Draft): void {
+    if (draft.type === 'm.room.create') {
+      if (this.repos.rooms.get(draft.room)) throw new ParleyError('P_CONFLICT', 'room exists')
+      return
+    }
+    const room = this.repos.rooms.get(draft.room)
+    if (!room) throw notMember()
+    const me = this.repos.memberships.get(room.room_id, draft.sender)
+    switch (draft.type) {
+      case 'm.member':
+        return this.#checkMember(room, draft, me)
+      case 'm.power_levels':
+        return this.#checkPower(room, draft, me)
+      case 'm.room.name':
+      case 'm.room.topic':
+        joined(me)
+        if (room.kind !== 'dm' && me!.level < MODERATOR)
+          throw forbidden('only moderators can change room settings')
+        return
+      case 'm.message':
+      case 'm.edit':
+      case 'm.redaction':
+      case 'm.reaction':
+        return this.#checkMessage(room, draft, joined(me))
+      default:
+        throw new ParleyError('P_BAD_REQUEST', `unknown event type ${draft.type}`)
+    }
+  }
+
+  #checkMessage(room: RoomRow, draft: Draft, me: MembershipRow): void {
+    const c = draft.content
+    if (
+      (draft.type === 'm.message' || draft.type === 'm.edit') &&
+      room.kind === 'broadcast' &&
+      me.level < ADMIN
+    ) {
+      throw forbidden('only admins can post in a broadcast room')
+    }
+    if (draft.type === 'm.message') {
+      if (typeof c.reply_to === 'string') this.#target(room, c.reply_to)
+      return
+    }
+    const target = this.#target(room, c.target as string)
+    switch (draft.type) {
+      case 'm.edit':
+        if (target.type !== 'm.message' || target.sender !== draft.sender)
+          throw forbidden('you can only edit your own messages')
+        return
+      case 'm.redaction':
+        if (STATE_TYPES.has(target.type) || target.type === 'm.redaction') {
+          throw new ParleyError('P_BAD_REQUEST', 'this event cannot be deleted')
+        }
+        if (target.sender !== draft.sender && me.level < MODERATOR)
+          throw forbidden('you can only delete your own messages')
+        return
+      case 'm.reaction':
+        if (target.type !== 'm.message')
+          throw new ParleyError('P_BAD_REQUEST', 'you can only react to messages')
+        for (const r of this.repos.events.reactions(room.room_id, target.event_id, draft.sender)) {
+          if (r.content !== null && (JSON.parse(r.content) as { key: string }).key === c.key) {
+            throw new ParleyError('P_CONFLICT', 'you already reacted with this')
+          }
+        }
+        return
+    }
+  }
+
+  /** An event of this room that is not deleted; events of other rooms are "not found" (AC-2). */
+  #target(room: RoomRow, eventId: string) {
+    const target = this.repos.events.get(eventId)
+    if (!target || target.room_id !== room.room_id || target.redacted_by !== null) throw notFound()
+    return target
+  }
+
+  #checkMember(room: RoomRow, draft: Draft, me: MembershipRow | undefined): void {
+    const target = draft.stateKey!
+    const membership = (draft.content as unknown as MemberContent).membership
+    const theirs = target === draft.sender ? me : this.repos.memberships.get(room.room_id, target)
+    switch (membership) {
+      case 'join':
+        if (target !== draft.sender) throw forbidden('you can only join for yourself')
+        if (theirs?.membership === 'join') throw new ParleyError('P_CONFLICT', 'already a member')
+        if (theirs?.membership === 'ban') throw forbidden('you are banned from this room')
+        if (theirs?.membership === 'invite') return
+        if (
+          !theirs &&
+          draft.sender === room.creator &&
+          this.repos.memberships.forRoom(room.room_id).length === 0
+        )
+          return
+        throw forbidden('an invite is needed to join this room')
+      case 'invite': {
+        const inviter = joined(me)
+        if (target === draft.sender) throw new ParleyError('P_BAD_REQUEST', 'you cannot invite yourself')
+        if (theirs?.membership === 'join') throw new ParleyError('P_CONFLICT', 'already a member')
+        if (theirs?.membership === 'invite') throw new ParleyError('P_CONFLICT', 'already invited')
+        if (theirs?.membership === 'ban') throw forbidden('that user is banned from this room')
+        if (room.kind === 'broadcast' && inviter.level < ADMIN)
+          throw forbidden('only admins can invite to a broadcast room')
+        if (room.kind === 'dm') {
+          const others = this.repos.memberships
+            .forRoom(room.room_id)
+            .filter((m) => m.user_id !== draft.sender)
+          if (others.some((m) => m.user_id !== target))
+            throw forbidden('a direct message has exactly two people')
+        }
+        this.#checkInvitee(target)
+        return
+      }
+      case 'leave':
+        if (target === draft.sender) {
+          if (theirs?.membership !== 'join' && theirs?.membership !== 'invite') throw notMember()
+          return
+        }
+        // Kick (from join or invite) or unban (from ban).
+        this.#checkModeration(room, joined(me), theirs, 'remove')
+        if (
+          theirs?.membership !== 'join' &&
+          theirs?.membership !== 'invite' &&
+          theirs?.membership !== 'ban'
+        ) {
+          throw new ParleyError('P_NOT_FOUND', 'that user is not in this room')
+        }
+        return
+      case 'ban':
+        if (target === draft.sender) throw new ParleyError('P_BAD_REQUEST', 'you cannot ban yourself')
+        this.#checkModeration(room, joined(me), theirs, 'ban')
+        if (theirs?.membership === 'ban') throw new ParleyError('P_CONFLICT', 'already banned')
+        return
+    }
+  }
+
+  #checkModeration(room: RoomRow, me: MembershipRow, theirs: MembershipRow | undefined, what: string): void {
+    if (room.kind === 'dm') throw forbidden(`you cannot ${what} people in a direct message`)
+    if (me.level < MODERATOR) throw forbidden(`only moderators can ${what} people`)
+    if ((theirs?.level ?? 0) >= me.level)
+      throw forbidden(`you cannot ${what} someone of equal or higher rank`)
+  }
+
+  #checkInvitee(target: string): void {
+    const parts = parseUserId(target)
+    if (!parts) throw new ParleyError('P_BAD_REQUEST', 'invalid user id')
+    if (parts.server !== this.serverName)
+      throw forbidden('inviting users of other servers needs federation, which is not enabled')
+    const user = this.repos.users.get(target)
+    if (!user || user.deactivated) throw new ParleyError('P_NOT_FOUND', 'no such user')
+  }
+
+  #checkPower(room: RoomRow, draft: Draft, me: MembershipRow | undefined): void {
+    const mine = joined(me)
+    if (room.kind === 'dm') throw forbidden('there are no roles in a direct message')
+    if (mine.level < ADMIN) throw forbidden('only admins can change roles')
+    const theirs = this.repos.memberships.get(room.room_id, draft.stateKey!)
+    if (theirs?.membership !== 'join') throw new ParleyError('P_NOT_FOUND', 'that user is not in this room')
+    if (draft.stateKey === draft.sender) throw forbidden('you cannot change your own role')
+    if (theirs.level >= mine.level)
+      throw forbidden('you cannot change the role of someone of equal or higher rank')
+    if ((draft.content.level as number) >= mine.level)
+      throw forbidden('you can only grant roles below your own')
+  }
+
+  apply(event: CommittedEvent, draft: Draft): void {
+    const room = event.room_id
+    switch (event.type) {
+      case 'm.room.create': {
+        const c = CONTENT_SCHEMAS['m.room.create'].parse(draft.content)
+        this.repos.rooms.insert(room, c.kind, c.creator, c.encrypted, this.clock.now(), 'pending')
+        return
+      }
+      case 'm.member': {
+        const target = event.state_key!
+        const membership = (draft.content as unknown as MemberContent).membership
+        const firstJoin = membership === 'join' && !this.repos.memberships.get(room, target)
+        this.repos.memberships.set(room, target, membership, event.stream_pos)
+        // The creator's first join makes them owner: their power is implied by m.room.create.
+        if (firstJoin && this.repos.rooms.get(room)?.creator === target)
+          this.repos.memberships.setLevel(room, target, OWNER)
+        return
+      }
+      case 'm.power_levels':
+        this.repos.memberships.setLevel(room, event.state_key!, draft.content.level as number)
+        return
+      case 'm.room.name':
+        this.repos.rooms.setName(room, draft.content.name as string)
+        return
+      case 'm.room.topic':
+        this.repos.rooms.setTopic(room, draft.content.topic as string)
+        return
+      case 'm.redaction':
+        this.repos.events.redact(draft.content.target as string, event.event_id)
+        return
+    }
+  }
+}
+
+function joined(me: MembershipRow | undefined): MembershipRow {
+  if (me?.membership !== 'join') throw notMember()
+  return me
+}

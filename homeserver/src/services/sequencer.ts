@@ -1,0 +1,249 @@
+/**
+ * The room sequencer with group commit (DESIGN.md sections 3, 4 and 7).
+ *
+ * Drafts queue up during one event-loop turn and are written in one transaction: each is authorised
+ * against the state left by the drafts before it, given the room's next `seq` and the server's next
+ * stream position, chained to the previous envelope, and stored. The owner signs only the newest
+ * envelope of each room in the batch; the hash chain covers the rest. Promises resolve (and acks go
+ * out) only after the commit, so an ack is a promise that survives a crash.
+ */
+import {
+  buildHeader,
+  canonicalJson,
+  envelopeHash,
+  envelopeSigningBytes,
+  eventIdOf,
+  GENESIS_PREV,
+  ParleyError,
+  toBase64Url,
+  type Envelope,
+  type JsonObject,
+} from '@parley/protocol'
+import type { Signer } from '@parley/protocol/signing'
+import type { Clock } from '../clock.ts'
+import type { Database } from '../db/database.ts'
+import type { ClientEventRow, Repos } from '../db/repos/index.ts'
+import type { Logger } from '../logger.ts'
+
+/** An event to be sequenced. */
+export interface Draft {
+  readonly room: string
+  readonly type: string
+  readonly stateKey?: string | undefined
+  readonly sender: string
+  readonly content: JsonObject
+  /** Canonical JSON of `content`, if the caller already computed it. */
+  readonly contentJson?: string
+  /** Makes the send idempotent per device. */
+  readonly txn?: { readonly deviceId: string; readonly txnId: string }
+}
+
+/** A committed event, in the shape clients receive. */
+export type CommittedEvent = ClientEventRow & { readonly content: string }
+
+/** Room rules, consulted inside the write transaction. */
+export interface RoomRules {
+  /** Throws a ParleyError if the draft is not allowed by the current state. */
+  check(draft: Draft): void
+  /** Applies the state change of a stored event (membership, name, redaction, ...). */
+  apply(event: CommittedEvent, draft: Draft): void
+}
+
+interface Pending {
+  readonly draft: Draft
+  readonly originTs: number
+  resolve(event: CommittedEvent): void
+  reject(err: unknown): void
+}
+
+interface Head {
+  seq: number
+  hash: string
+  envelope: Envelope | null
+}
+
+/** Why a batch failed as a whole: nothing of it was stored. */
+function storageError(err: unknown): ParleyError {
+  const code = (err as { code?: string }).code ?? ''
+  const full = code === 'SQLITE_FULL' || String(err).includes('full')
+  return new ParleyError(
+    'P_STORAGE',
+    full ? 'storage is full: nothing was stored' : 'storage error: nothing was stored',
+  )
+}
+
+export class Sequencer {
+  #queue: Pending[] = []
+  #scheduled = false
+  #streamHead: number
+  readonly #listeners: Array<(events: readonly CommittedEvent[]) => void> = []
+
+  constructor(
+    private readonly db: Database,
+    private readonly repos: Repos,
+    private readonly rules: RoomRules,
+    private readonly signer: Signer,
+    private readonly serverName: string,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {
+    this.#streamHead = repos.events.maxStreamPos()
+  }
+
+  /** The newest committed stream position. */
+  get streamHead(): number {
+    return this.#streamHead
+  }
+
+  /** Called after every commit with the batch's events in stream order. */
+  onCommit(listener: (events: readonly CommittedEvent[]) => void): void {
+    this.#listeners.push(listener)
+  }
+
+  /** Queues a draft; resolves once it is durably committed (or with the earlier event for a repeated txn). */
+  submit(draft: Draft): Promise<CommittedEvent> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ draft, originTs: this.clock.now(), resolve, reject })
+      if (!this.#scheduled) {
+        this.#scheduled = true
+        setImmediate(() => this.flush())
+      }
+    })
+  }
+
+  /** Writes everything queued in one transaction. Public for shutdown and tests. */
+  flush(): void {
+    this.#scheduled = false
+    const batch = this.#queue
+    this.#queue = []
+    if (batch.length === 0) return
+
+    const outcomes: Array<CommittedEvent | ParleyError | { dupOf: number } | { txnEventId: string }> = []
+    const committed: CommittedEvent[] = []
+    const heads = new Map<string, Head>()
+    const batchTxns = new Map<string, number>()
+    const startHead = this.#streamHead
+    let stream = startHead
+
+    const write = this.db.transaction(() => {
+      for (let i = 0; i < batch.length; i++) {
+        const { draft, originTs } = batch[i]!
+        if (draft.txn) {
+          const key = draft.txn.deviceId + '\0' + draft.txn.txnId
+          const earlier = batchTxns.get(key)
+          if (earlier !== undefined) {
+            outcomes.push({ dupOf: earlier })
+            continue
+          }
+          const existing = this.repos.events.txn(draft.txn.deviceId, draft.txn.txnId)
+          if (existing) {
+            outcomes.push({ txnEventId: existing.event_id })
+            continue
+          }
+          batchTxns.set(key, i)
+        }
+        try {
+          this.rules.check(draft)
+        } catch (err) {
+          if (err instanceof ParleyError) {
+            outcomes.push(err)
+            continue
+          }
+          throw err
+        }
+        let head = heads.get(draft.room)
+        if (!head) {
+          const room = draft.type === 'm.room.create' ? undefined : this.repos.rooms.get(draft.room)
+          head = { seq: room?.last_seq ?? 0, hash: room?.head_hash ?? GENESIS_PREV, envelope: null }
+          heads.set(draft.room, head)
+        }
+        const contentJson = draft.contentJson ?? canonicalJson(draft.content)
+        const header = buildHeader({
+          room: draft.room,
+          type: draft.type,
+          stateKey: draft.stateKey,
+          sender: draft.sender,
+          origin: this.serverName,
+          originTs,
+          content: draft.content,
+        })
+        const eventId = eventIdOf(header)
+        const envelope: Envelope = {
+          room: draft.room,
+          seq: head.seq + 1,
+          event_id: eventId,
+          prev: head.hash,
+          owner_ts: originTs,
+        }
+        stream++
+        const relatesTo = typeof draft.content.target === 'string' ? draft.content.target : null
+        this.repos.events.insert({
+          stream_pos: stream,
+          room_id: draft.room,
+          seq: envelope.seq,
+          event_id: eventId,
+          type: draft.type,
+          state_key: draft.stateKey ?? null,
+          sender: draft.sender,
+          origin_ts: originTs,
+          header: canonicalJson(header),
+          content: contentJson,
+          envelope: canonicalJson(envelope),
+          relates_to: relatesTo,
+        })
+        if (draft.txn) this.repos.events.insertTxn(draft.txn.deviceId, draft.txn.txnId, eventId, originTs)
+        const event: CommittedEvent = {
+          stream_pos: stream,
+          room_id: draft.room,
+          seq: envelope.seq,
+          event_id: eventId,
+          type: draft.type,
+          state_key: draft.stateKey ?? null,
+          sender: draft.sender,
+          origin_ts: originTs,
+          content: contentJson,
+          redacted_by: null,
+        }
+        this.rules.apply(event, draft)
+        head.seq = envelope.seq
+        head.hash = envelopeHash(envelope)
+        head.envelope = envelope
+        outcomes.push(event)
+        committed.push(event)
+      }
+      for (const [room, head] of heads) {
+        if (!head.envelope) continue
+        this.repos.rooms.setHead(room, head.seq, head.hash)
+        this.repos.events.setOwnerSig(
+          head.envelope.event_id,
+          toBase64Url(this.signer.sign(envelopeSigningBytes(head.envelope))),
+        )
+      }
+    })
+
+    try {
+      write()
+    } catch (err) {
+      this.log.error({ err: String(err), batch: batch.length }, 'commit failed')
+      const failure = storageError(err)
+      for (const p of batch) p.reject(failure)
+      return
+    }
+    this.#streamHead = stream
+
+    for (const listener of this.#listeners) listener(committed)
+    for (let i = 0; i < batch.length; i++) {
+      const outcome = outcomes[i]!
+      const p = batch[i]!
+      if (outcome instanceof ParleyError) p.reject(outcome)
+      else if ('dupOf' in outcome) {
+        const first = outcomes[outcome.dupOf]!
+        if (first instanceof ParleyError) p.reject(first)
+        else if ('stream_pos' in first) p.resolve(first)
+      } else if ('txnEventId' in outcome) {
+        const row = this.repos.events.get(outcome.txnEventId)!
+        p.resolve({ ...row, content: row.content ?? '{}' })
+      } else p.resolve(outcome)
+    }
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * The client WebSocket gateway (`/api/v1/ws`): parse frame -> service call -> reply.
+ *
+ * Every socket must authenticate with its first frame within `authTimeoutMs`; a heartbeat pings every
+ * `heartbeatMs`, closes sockets that missed a pong, and re-validates sessions (expiry, revocation made
+ * by another process such as the admin CLI). Revocations made in this process close sockets at once.
+ */
+import type { WSContext, WSEvents } from 'hono/ws'
+import type { WebSocket } from 'ws'
+import { CLOSE_CODES, ParleyError } from '@parley/protocol'
+import { ClientFrame, parseJson, type ClientFrame as Frame } from '@parley/protocol/schema'
+import type { LiveConnection, Services, Session } from '../services/index.ts'
+import { RateLimiter } from '../services/rate-limit.ts'
+
+const OPEN = 1
+
+/** Frames of any kind per connection: a cap on parsing work, separate from the message rate. */
+const FRAME_BURST = 1000
+const FRAMES_PER_SECOND = 500
+
+export class Gateway {
+  readonly #conns = new Set<ClientConnection>()
+  readonly #perIp = new Map<string, number>()
+  readonly #heartbeat: ReturnType<typeof setInterval>
+  readonly frameLimiter: RateLimiter
+
+  constructor(readonly services: Services) {
+    this.frameLimiter = new RateLimiter(services.clock, FRAME_BURST, FRAMES_PER_SECOND)
+    services.accounts.onRevoke((ids) =>
+      services.hub.closeDevices(ids, CLOSE_CODES.UNAUTHORIZED, 'session revoked'),
+    )
+    this.#heartbeat = setInterval(() => this.#tick(), services.config.limits.heartbeatMs)
+    this.#heartbeat.unref()
+  }
+
+  get size(): number {
+    return this.#conns.size
+  }
+
+  /** Per-address connection cap, checked before the upgrade. */
+  admits(ip: string): boolean {
+    return (this.#perIp.get(ip) ?? 0) < this.services.config.limits.maxConnectionsPerIp
+  }
+
+  /** Handlers for one upgraded socket from `ip`. */
+  handlers(ip: string): WSEvents<WebSocket> {
+    let conn: ClientConnection | null = null
+    return {
+      onOpen: (_evt, ws) => {
+        conn = new ClientConnection(this, ws.raw!, ip)
+        this.#conns.add(conn)
+        this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1)
+      },
+      onMessage: (evt) => conn?.onFrame(evt.data),
+      onClose: () => {
+        if (!conn) return
+        this.#conns.delete(conn)
+        const n = (this.#perIp.get(ip) ?? 1) - 1
+        if (n <= 0) this.#perIp.delete(ip)
+        else this.#perIp.set(ip, n)
+        conn.closed()
+      },
+    }
+  }
+
+  #tick(): void {
+    for (const conn of this.#conns) conn.heartbeat()
+  }
+
+  /** Stops the heartbeat and closes every socket with 1001 (going away). */
+  close(): void {
+    clearInterval(this.#heartbeat)
+    for (const conn of this.#conns) conn.close(1001, 'server shutting down')
+  }
+}
+
+class ClientConnection implements LiveConnection {
+  session: Session | null = null
+  live = false
+  #alive = true
+  #closed = false
+  #refusedInARow = 0
+  readonly #authTimer: ReturnType<typeof setTimeout>
+  readonly #id: string
+
+  constructor(
+    private readonly gateway: Gateway,
+    private readonly ws: WebSocket,
+    ip: string,
+  ) {
+    this.#id = `${ip}#${Math.random().toString(36).slice(2)}`
+    this.#authTimer = setTimeout(
+      () => this.close(CLOSE_CODES.UNAUTHORIZED, 'authentication timeout'),
+      gateway.services.config.limits.authTimeoutMs,
+    )
+    this.#authTimer.unref()
+    ws.on('pong', () => (this.#alive = true))
+  }
+
+  get userId(): string {
+    return this.session!.userId
+  }
+  get deviceId(): string {
+    return this.session!.deviceId
+  }
+
+  send(frame: string): void {
+    if (this.#closed || this.ws.readyState !== OPEN) return
+    // A reader that stopped reading must not make us buffer without bound (WS-4). It resumes with sync.
+    if (this.ws.bufferedAmount > this.gateway.services.config.limits.sendBufferBytes) {
+      this.close(CLOSE_CODES.SLOW_CONSUMER, 'too slow: reconnect and sync')
+      return
+    }
+    this.ws.send(frame)
+  }
+
+  close(code: number, reason: string): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.live = false
+    clearTimeout(this.#authTimer)
+    this.ws.close(code, reason)
+    // A peer that never completes the closing handshake is cut off.
+    setTimeout(() => this.ws.terminate(), 2000).unref()
+  }
+
+  /** The socket is gone: forget it everywhere. */
+  closed(): void {
+    this.#closed = true
+    this.live = false
+    clearTimeout(this.#authTimer)
+    if (!this.session) return
+    const { hub, ephemeral } = this.gateway.services
+    hub.remove(this)
+    if (!hub.isOnline(this.session.userId)) ephemeral.disconnected(this.session.userId)
+  }
+
+  heartbeat(): void {
+    if (this.#closed) return
+    if (!this.#alive) {
+      this.#closed = true
+      this.ws.terminate()
+      return
+    }
+    if (this.session && !this.gateway.services.accounts.stillValid(this.session)) {
+      this.close(CLOSE_CODES.UNAUTHORIZED, 'session expired or revoked')
+      return
+    }
+    this.#alive = false
+    this.ws.ping()
+  }
+
+  #error(err: ParleyError, txnId?: string): void {
+    const body: Record<string, unknown> = { type: 'error', ...err.toBody() }
+    if (txnId !== undefined) body.txn_id = txnId
+    this.send(JSON.stringify(body))
+  }
+
+  onFrame(data: unknown): void {
+    if (this.#closed) return
+    if (this.gateway.frameLimiter.take(this.#id) > 0) {
+      this.close(CLOSE_CODES.POLICY, 'too many frames')
+      return
+    }
+    if (typeof data !== 'string') return this.#error(new ParleyError('P_BAD_JSON', 'frames are JSON text'))
+    const parsed = parseJson(ClientFrame, data)
+    if (!parsed.ok) {
+      return this.#error(
+        new ParleyError(
+          parsed.error.kind === 'bad_json' ? 'P_BAD_JSON' : 'P_BAD_REQUEST',
+          parsed.error.message,
+        ),
+      )
+    }
+    const frame = parsed.value
+    try {
+      if (!this.session) this.#authenticate(frame)
+      else this.#dispatch(this.session, frame)
+    } catch (err) {
+      this.#fail(err, frame.type === 'send' ? frame.txn_id : undefined)
+    }
+  }
+
+  #fail(err: unknown, txnId?: string): void {
+    if (err instanceof ParleyError) return this.#error(err, txnId)
+    this.gateway.services.log.error({ err: String(err), stack: (err as Error).stack }, 'ws handler failed')
+    this.#error(new ParleyError('P_UNKNOWN', 'internal error'), txnId)
+  }
+
+  #authenticate(frame: Frame): void {
+    const { services } = this.gateway
+    if (frame.type !== 'auth') {
+      this.#error(new ParleyError('P_UNAUTHORIZED', 'the first frame must be auth'))
+      return this.close(CLOSE_CODES.UNAUTHORIZED, 'authenticate first')
+    }
+    const session = services.accounts.check(frame.token)
+    if (!session) {
+      this.#error(new ParleyError('P_UNKNOWN_TOKEN', 'unknown, expired or revoked access token'))
+      return this.close(CLOSE_CODES.UNAUTHORIZED, 'bad token')
+    }
+    if (services.hub.connectionsOf(session.userId).size >= services.config.limits.maxConnectionsPerUser) {
+      this.#error(new ParleyError('P_LIMIT_EXCEEDED', 'too many connections for this user'))
+      return this.close(CLOSE_CODES.POLICY, 'too many connections')
+    }
+    clearTimeout(this.#authTimer)
+    this.session = session
+    const firstConnection = !services.hub.isOnline(session.userId)
+    services.hub.add(this)
+    this.send(
+      JSON.stringify({
+        type: 'ready',
+        user_id: session.userId,
+        device_id: session.deviceId,
+        server_name: services.config.serverName,
+        stream_head: services.sequencer.streamHead,
+      }),
+    )
+    if (firstConnection) services.ephemeral.setPresence(session.userId, 'online')
+  }
+
+  #dispatch(session: Session, frame: Frame): void {
+    const s = this.gateway.services
+    switch (frame.type) {
+      case 'auth':
+        throw new ParleyError('P_BAD_REQUEST', 'already authenticated')
+      case 'sync': {
+        this.live = false
+        const page = s.sync.page(
+          session.userId,
+          frame.since,
+          Math.min(frame.limit ?? s.config.limits.syncPageSize, s.config.limits.syncPageSize),
+        )
+        this.send(page.frame)
+        // Same tick as the last page: nothing committed in between can be missed or sent twice.
+        if (page.done && !this.#closed) this.live = true
+        return
+      }
+      case 'send': {
+        try {
+          s.messages.checkRate(session.deviceId)
+          this.#refusedInARow = 0
+        } catch (err) {
+          // A client that ignores the limit is cut off; a polite one just waits retry_after_ms (WS-4).
+          if (++this.#refusedInARow >= s.config.limits.floodDisconnectAfter) {
+            this.close(CLOSE_CODES.POLICY, 'flooding')
+            return
+          }
+          throw err
+        }
+        const txnId = frame.txn_id
+        s.messages.send(session, frame).then(
+          (event) =>
+            this.send(
+              `{"type":"sent","txn_id":${JSON.stringify(txnId)},"event_id":"${event.event_id}","seq":${event.seq}}`,
+            ),
+          (err: unknown) => this.#fail(err, txnId),
+        )
+        return
+      }
+      case 'typing':
+        return s.ephemeral.setTyping(session.userId, frame.room, frame.typing)
+      case 'receipt':
+        return s.ephemeral.receipt(session.userId, frame.room, frame.event_id)
+      case 'presence':
+        return s.ephemeral.setPresence(session.userId, frame.status)
+      case 'ping':
+        return this.send(
+          JSON.stringify(frame.id === undefined ? { type: 'pong' } : { type: 'pong', id: frame.id }),
+        )
+    }
+  }
+}
+
+export type { WSContext }

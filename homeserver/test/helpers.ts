@@ -1,0 +1,253 @@
+/** Test helpers: real homeservers on port 0 with temp data dirs, real HTTP and WebSocket clients. */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import WebSocket from 'ws'
+import { startServer, type RunningServer, type StartOptions } from '../src/server.ts'
+import type { ConfigInput } from '../src/config.ts'
+
+export interface TestServer extends RunningServer {
+  readonly dataDir: string
+  /** Closes the server and removes its data directory. */
+  stop(): Promise<void>
+}
+
+/** Cheap argon2 for speed; auth tests that check hashing use the production defaults. */
+export const FAST_ARGON2 = { memoryKiB: 1024, iterations: 1 }
+
+export async function tempDir(prefix = 'parley-test-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix))
+}
+
+export async function startTestServer(
+  overrides: Partial<ConfigInput> = {},
+  options: StartOptions = {},
+): Promise<TestServer> {
+  const dataDir = overrides.dataDir ?? (await tempDir())
+  const server = await startServer(
+    {
+      serverName: 'acme.localhost',
+      host: '127.0.0.1',
+      port: 0,
+      logLevel: 'silent',
+      argon2: FAST_ARGON2,
+      ...overrides,
+      dataDir,
+    },
+    options,
+  )
+  return Object.assign(server, {
+    dataDir,
+    async stop() {
+      await server.close()
+      await rm(dataDir, { recursive: true, force: true })
+    },
+  })
+}
+
+export interface HttpResult<T = Record<string, unknown>> {
+  status: number
+  body: T
+  headers: Headers
+}
+
+/** A JSON REST call. */
+export async function http<T = Record<string, unknown>>(
+  server: { url: string },
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<HttpResult<T>> {
+  const headers: Record<string, string> = {}
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  if (token) headers.authorization = `Bearer ${token}`
+  const res = await fetch(server.url + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  })
+  const text = await res.text()
+  return { status: res.status, body: (text ? JSON.parse(text) : {}) as T, headers: res.headers }
+}
+
+export interface TestUser {
+  user_id: string
+  device_id: string
+  access_token: string
+  refresh_token: string
+}
+
+let counter = 0
+/** Registers a fresh user (unique name unless given). */
+export async function register(
+  server: { url: string },
+  name?: string,
+  password = 'correct horse battery',
+): Promise<TestUser> {
+  const username = name ?? `user${process.pid}x${++counter}`
+  const res = await http<TestUser>(server, 'POST', '/api/v1/register', { username, password })
+  if (res.status !== 201) throw new Error(`register ${username}: ${res.status} ${JSON.stringify(res.body)}`)
+  return res.body
+}
+
+export const roomPath = (room: string, rest = '') => `/api/v1/rooms/${encodeURIComponent(room)}${rest}`
+
+/** Creates a room and returns its id. */
+export async function createRoom(
+  server: { url: string },
+  user: TestUser,
+  body: Record<string, unknown>,
+): Promise<string> {
+  const res = await http<{ room_id: string }>(server, 'POST', '/api/v1/rooms', body, user.access_token)
+  if (res.status !== 201) throw new Error(`create room: ${res.status} ${JSON.stringify(res.body)}`)
+  return res.body.room_id
+}
+
+/** A group room with `members` invited and joined. */
+export async function groupWith(
+  server: { url: string },
+  owner: TestUser,
+  members: TestUser[],
+  kind = 'group',
+): Promise<string> {
+  const room = await createRoom(server, owner, {
+    kind,
+    name: 'test room',
+    invite: members.map((m) => m.user_id),
+  })
+  for (const m of members) {
+    const res = await http(server, 'POST', roomPath(room, '/join'), undefined, m.access_token)
+    if (res.status !== 200) throw new Error(`join: ${res.status} ${JSON.stringify(res.body)}`)
+  }
+  return room
+}
+
+export type Frame = Record<string, unknown> & { type: string }
+
+/** A raw WebSocket client that queues frames and waits for them by predicate: no sleeps. */
+export class TestSocket {
+  readonly frames: Frame[] = []
+  #waiters: Array<{
+    pred: (f: Frame) => boolean
+    resolve: (f: Frame) => void
+    reject: (e: Error) => void
+    timer: ReturnType<typeof setTimeout>
+  }> = []
+  #closeWaiters: Array<(info: { code: number; reason: string }) => void> = []
+  closeInfo: { code: number; reason: string } | null = null
+  readonly ws: WebSocket
+
+  constructor(url: string, options: WebSocket.ClientOptions = {}) {
+    this.ws = new WebSocket(url.replace(/^http/, 'ws') + '/api/v1/ws', {
+      perMessageDeflate: false,
+      ...options,
+    })
+    this.ws.on('message', (data) => {
+      const frame = JSON.parse(data.toString()) as Frame
+      this.frames.push(frame)
+      for (const w of [...this.#waiters]) {
+        if (w.pred(frame)) {
+          clearTimeout(w.timer)
+          this.#waiters.splice(this.#waiters.indexOf(w), 1)
+          w.resolve(frame)
+        }
+      }
+    })
+    this.ws.on('close', (code, reason) => {
+      this.closeInfo = { code, reason: reason.toString() }
+      for (const w of this.#closeWaiters) w(this.closeInfo)
+      for (const w of this.#waiters) {
+        clearTimeout(w.timer)
+        w.reject(new Error(`socket closed ${code} ${reason.toString()} while waiting`))
+      }
+      this.#waiters = []
+    })
+    this.ws.on('error', () => {})
+  }
+
+  opened(): Promise<void> {
+    if (this.ws.readyState === WebSocket.OPEN) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      this.ws.once('open', () => resolve())
+      this.ws.once('unexpected-response', (_req, res) =>
+        reject(new Error(`upgrade refused: ${res.statusCode}`)),
+      )
+      this.ws.once('error', reject)
+    })
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame))
+  }
+
+  /** Resolves with the first frame (already received or future) matching `pred`. */
+  next(pred: (f: Frame) => boolean, timeoutMs = 5000): Promise<Frame> {
+    const have = this.frames.find(pred)
+    if (have) {
+      this.frames.splice(this.frames.indexOf(have), 1)
+      return Promise.resolve(have)
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w.timer !== timer)
+        reject(new Error(`timed out waiting for a frame; have: ${JSON.stringify(this.frames.slice(-5))}`))
+      }, timeoutMs)
+      this.#waiters.push({
+        pred,
+        resolve: (f) => {
+          this.frames.splice(this.frames.indexOf(f), 1)
+          resolve(f)
+        },
+        reject,
+        timer,
+      })
+    })
+  }
+
+  type(type: string, timeoutMs?: number): Promise<Frame> {
+    return this.next((f) => f.type === type, timeoutMs)
+  }
+
+  closed(timeoutMs = 5000): Promise<{ code: number; reason: string }> {
+    if (this.closeInfo) return Promise.resolve(this.closeInfo)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('socket did not close')), timeoutMs)
+      this.#closeWaiters.push((info) => {
+        clearTimeout(timer)
+        resolve(info)
+      })
+    })
+  }
+
+  close(): void {
+    this.ws.terminate()
+  }
+}
+
+/** Opens a socket, authenticates and completes the catch-up sync (so live events flow). */
+export async function connect(server: { url: string }, user: TestUser, since = 0): Promise<TestSocket> {
+  const sock = new TestSocket(server.url)
+  await sock.opened()
+  sock.send({ type: 'auth', token: user.access_token })
+  await sock.type('ready')
+  let cursor = since
+  for (;;) {
+    sock.send({ type: 'sync', since: cursor })
+    const page = await sock.type('sync')
+    cursor = page.next as number
+    if (page.done) break
+  }
+  return sock
+}
+
+/** Sends a text message and waits for its `sent` ack. */
+export async function sendText(
+  sock: TestSocket,
+  room: string,
+  body: string,
+  txnId = `t${++counter}`,
+): Promise<Frame> {
+  sock.send({ type: 'send', txn_id: txnId, room, event_type: 'm.message', content: { body } })
+  return sock.next((f) => (f.type === 'sent' || f.type === 'error') && f.txn_id === txnId)
+}

@@ -1,0 +1,11 @@
+/**
+ * `@parley/protocol/client`: the headless Parley client (auth, sync, outbox, REST), for the desktop
+ * app, tests, benchmarks and bots. Browser-safe: WebSocket, fetch, storage and time are injected.
+ */
+export * from './client.ts'
+export * from './emitter.ts'
+export * from './errors.ts'
+export * from './http.ts'
+export * from './socket.ts'
+export * from './store.ts'
+export * from './timing.ts'

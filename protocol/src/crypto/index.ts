@@ -1,0 +1,3 @@
+/** Cryptographic primitives shared by both ends of the wire. The only importer of libsodium. */
+export { sodiumReady, sodium } from './sodium.ts'
+export { blake2b256, bytesEqual } from './hash.ts'

@@ -1,0 +1,81 @@
+/**
+ * Content of every event type. Clients send only {@link SENDABLE_TYPES} through `send`; the other
+ * types are produced by the server for REST operations (membership, settings, power levels).
+ */
+import { z } from 'zod'
+import { EventId, Membership, RoomKind, UserId } from './common.ts'
+
+/** Longest message body, in UTF-16 units (the canonical content limit of 64 KiB applies as well). */
+export const MAX_BODY_LENGTH = 32_000
+
+const Body = z.string().min(1).max(MAX_BODY_LENGTH)
+const Format = z.enum(['plain', 'markdown'])
+
+/** An attachment reference inside a message. */
+export const Attachment = z.strictObject({
+  media_id: z.string().regex(/^[A-Za-z0-9_-]{22}$/),
+  name: z.string().min(1).max(255),
+  mime: z.string().min(1).max(127),
+  size: z.number().int().min(0),
+  width: z.number().int().min(1).max(100_000).optional(),
+  height: z.number().int().min(1).max(100_000).optional(),
+})
+
+/** `m.message`: a text message (markdown source), optionally a reply or carrying an attachment. */
+export const MessageContent = z.strictObject({
+  body: Body,
+  format: Format.optional(),
+  reply_to: EventId.optional(),
+  attachment: Attachment.optional(),
+})
+/** `m.edit`: replaces the body of one of the sender's own messages. */
+export const EditContent = z.strictObject({ target: EventId, body: Body, format: Format.optional() })
+/** `m.redaction`: deletes an event's content; the event itself stays in the log and still verifies. */
+export const RedactionContent = z.strictObject({ target: EventId, reason: z.string().max(512).optional() })
+/** `m.reaction`: an emoji (or short text) on an event. Remove it by redacting the reaction. */
+export const ReactionContent = z.strictObject({ target: EventId, key: z.string().min(1).max(64) })
+/** `m.room.create`: the first event of every room. */
+export const CreateContent = z.strictObject({ kind: RoomKind, creator: UserId, encrypted: z.boolean() })
+/** `m.room.name`. */
+export const NameContent = z.strictObject({ name: z.string().max(255) })
+/** `m.room.topic`. */
+export const TopicContent = z.strictObject({ topic: z.string().max(1024) })
+/** `m.member` (state_key = the affected user). `device_sig` is reserved for E2E membership signatures. */
+export const MemberContent = z.strictObject({
+  membership: Membership,
+  reason: z.string().max(512).optional(),
+  device_sig: z.string().max(256).optional(),
+})
+/** `m.power_levels` (state_key = the affected user): that user's new level. */
+export const PowerContent = z.strictObject({ level: z.number().int().min(0).max(100) })
+
+/** Schemas by event type. */
+export const CONTENT_SCHEMAS = {
+  'm.message': MessageContent,
+  'm.edit': EditContent,
+  'm.redaction': RedactionContent,
+  'm.reaction': ReactionContent,
+  'm.room.create': CreateContent,
+  'm.room.name': NameContent,
+  'm.room.topic': TopicContent,
+  'm.member': MemberContent,
+  'm.power_levels': PowerContent,
+} as const
+
+/** Every event type. */
+export type EventType = keyof typeof CONTENT_SCHEMAS
+
+/** The types a client may send with the `send` frame. */
+export const SENDABLE_TYPES = ['m.message', 'm.edit', 'm.redaction', 'm.reaction'] as const
+/** A client-sendable event type. */
+export type SendableType = (typeof SENDABLE_TYPES)[number]
+
+/** Event types that point at another event through `content.target`. */
+export const RELATION_TYPES: ReadonlySet<string> = new Set(['m.edit', 'm.redaction', 'm.reaction'])
+
+export type MessageContent = z.infer<typeof MessageContent>
+export type EditContent = z.infer<typeof EditContent>
+export type RedactionContent = z.infer<typeof RedactionContent>
+export type ReactionContent = z.infer<typeof ReactionContent>
+export type CreateContent = z.infer<typeof CreateContent>
+export type MemberContent = z.infer<typeof MemberContent>
