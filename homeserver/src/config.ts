@@ -26,6 +26,9 @@ const Limits = z.strictObject({
   messageBurst: z.number().int().min(1).default(200),
   /** A device that keeps sending while limited is disconnected after this many refusals in a row. */
   floodDisconnectAfter: z.number().int().min(1).default(100),
+  /** Frames of any kind per connection per second, and their burst: bounds parsing work per socket. */
+  framesPerSecond: z.number().min(1).default(1000),
+  frameBurst: z.number().int().min(1).default(2000),
   maxConnectionsPerUser: z.number().int().min(1).default(20),
   maxConnectionsPerIp: z.number().int().min(1).default(2000),
   /** A reader whose unsent output exceeds this is disconnected (it can resume from its cursor). */

@@ -42,8 +42,16 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
   const { app, gateway, injectWebSocket } = createApp(services)
 
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () =>
-      resolve(s as Server),
+    const s = serve(
+      {
+        fetch: app.fetch,
+        port: config.port,
+        hostname: config.host,
+        // Node checks header and request deadlines only on this interval (default 30 s): without it a
+        // slowloris socket outlives headersTimeout by up to 30 s (WS-5).
+        serverOptions: { connectionsCheckingInterval: 1000 },
+      },
+      () => resolve(s as Server),
     )
     s.once('error', reject)
   })
@@ -65,9 +73,9 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
     close() {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
-        gateway.close()
+        const drained = gateway.close()
         server.closeAllConnections()
-        await stopped
+        await Promise.all([stopped, drained])
         services.sequencer.flush()
         db.close()
         log.info('stopped')

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
+  TestSocket,
   connect,
   createRoom,
   groupWith,
@@ -64,32 +65,42 @@ describe('single-server chat', () => {
     a.close()
   })
 
-  it('lets an offline user catch up in order, exactly once', async () => {
+  it('lets an offline user catch up through paged sync in order, exactly once', async () => {
     const room = await groupWith(hs, alice, [bob])
+    // Bob's cursor before he goes offline.
     const b0 = await connect(hs, bob)
-    const ready = b0.frames
-    void ready
+    b0.send({ type: 'sync', since: 0 })
+    const cursor = (await b0.type('sync')).next as number
     b0.close()
     const a = await connect(hs, alice)
     for (let i = 0; i < 30; i++) await sendText(a, room, `m${i}`)
-    // Bob reconnects from zero with a small page size, so paging is exercised.
-    const b = await connect(hs, bob)
-    b.close()
-    const sock = await connect(hs, bob, 0)
-    sock.close()
-    const res = await http<{ events: Array<{ content: { body?: string } }> }>(
-      hs,
-      'GET',
-      roomPath(room, '/messages?limit=100'),
-      undefined,
-      bob.access_token,
-    )
-    const bodies = res.body.events
-      .map((e) => e.content.body)
-      .filter(Boolean)
-      .reverse()
+    // Bob comes back and pages through with a small page size.
+    const b = new TestSocket(hs.url)
+    await b.opened()
+    b.send({ type: 'auth', token: bob.access_token })
+    await b.type('ready')
+    const bodies: string[] = []
+    const positions: number[] = []
+    let since = cursor
+    for (let pages = 0; ; pages++) {
+      expect(pages).toBeLessThan(20)
+      b.send({ type: 'sync', since, limit: 7 })
+      const page = await b.type('sync')
+      for (const e of page.events as Array<{ stream_pos: number; content: { body?: string } }>) {
+        positions.push(e.stream_pos)
+        if (e.content.body) bodies.push(e.content.body)
+      }
+      since = page.next as number
+      if (page.done) break
+    }
     expect(bodies).toEqual(Array.from({ length: 30 }, (_, i) => `m${i}`))
+    expect(new Set(positions).size).toBe(positions.length)
+    expect([...positions].sort((x, y) => x - y)).toEqual(positions)
+    // Live from here on: the next message arrives as an event frame.
+    const sent = await sendText(a, room, 'live')
+    await b.next((f) => f.type === 'event' && (f.event as { event_id: string }).event_id === sent.event_id)
     a.close()
+    b.close()
   })
 
   it('creates a DM with exactly one other person', async () => {

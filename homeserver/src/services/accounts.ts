@@ -107,15 +107,21 @@ export class AccountsService {
     if (ipWait > 0) throw new ParleyError('P_LIMIT_EXCEEDED', 'too many login attempts', ipWait)
     const localpart = username.startsWith('@') ? username.slice(1).split(':')[0]! : username.toLowerCase()
     const id = `@${localpart}:${this.options.serverName}`
-    const accountWait = this.#accountFailures.peek(id)
+    // Reserve a failure before the (slow, async) verify and give it back on success: a peek here would
+    // let any number of concurrent guesses through before the first failure is counted (AUTH-5).
+    const accountWait = this.#accountFailures.take(id)
     if (accountWait > 0)
       throw new ParleyError('P_LIMIT_EXCEEDED', 'too many failed logins for this account', accountWait)
     const user = this.repos.users.get(id)
-    const good = await this.hasher.verify(user?.password_hash, password)
-    if (!good || !user) {
-      this.#accountFailures.take(id)
-      throw new ParleyError('P_UNAUTHORIZED', 'wrong user name or password')
+    let good: boolean
+    try {
+      good = await this.hasher.verify(user?.password_hash, password)
+    } catch (err) {
+      this.#accountFailures.refund(id) // not checked (server busy): not a failure
+      throw err
     }
+    if (!good || !user) throw new ParleyError('P_UNAUTHORIZED', 'wrong user name or password')
+    this.#accountFailures.refund(id)
     if (user.deactivated) throw new ParleyError('P_FORBIDDEN', 'this account is deactivated')
     return this.#newDevice(user.user_id, deviceName)
   }

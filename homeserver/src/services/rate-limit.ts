@@ -44,6 +44,12 @@ export class RateLimiter {
     return Math.ceil((1 - b.tokens) / this.#perMs)
   }
 
+  /** Gives back a token taken by {@link take} (e.g. a reserved login failure that turned out a success). */
+  refund(key: string): void {
+    const b = this.#bucket(key)
+    b.tokens = Math.min(this.capacity, b.tokens + 1)
+  }
+
   /** Milliseconds until a token is available without taking one (0 = available now). */
   peek(key: string): number {
     const b = this.#bucket(key)

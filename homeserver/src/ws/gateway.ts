@@ -14,18 +14,19 @@ import { RateLimiter } from '../services/rate-limit.ts'
 
 const OPEN = 1
 
-/** Frames of any kind per connection: a cap on parsing work, separate from the message rate. */
-const FRAME_BURST = 1000
-const FRAMES_PER_SECOND = 500
-
 export class Gateway {
   readonly #conns = new Set<ClientConnection>()
   readonly #perIp = new Map<string, number>()
   readonly #heartbeat: ReturnType<typeof setInterval>
   readonly frameLimiter: RateLimiter
+  #drained: (() => void) | null = null
 
   constructor(readonly services: Services) {
-    this.frameLimiter = new RateLimiter(services.clock, FRAME_BURST, FRAMES_PER_SECOND)
+    this.frameLimiter = new RateLimiter(
+      services.clock,
+      services.config.limits.frameBurst,
+      services.config.limits.framesPerSecond,
+    )
     services.accounts.onRevoke((ids) =>
       services.hub.closeDevices(ids, CLOSE_CODES.UNAUTHORIZED, 'session revoked'),
     )
@@ -59,6 +60,7 @@ export class Gateway {
         if (n <= 0) this.#perIp.delete(ip)
         else this.#perIp.set(ip, n)
         conn.closed()
+        if (this.#conns.size === 0) this.#drained?.()
       },
     }
   }
@@ -67,17 +69,20 @@ export class Gateway {
     for (const conn of this.#conns) conn.heartbeat()
   }
 
-  /** Stops the heartbeat and closes every socket with 1001 (going away). */
-  close(): void {
+  /** Stops the heartbeat, closes every socket with 1001 (going away) and resolves once all are gone. */
+  close(): Promise<void> {
     clearInterval(this.#heartbeat)
+    if (this.#conns.size === 0) return Promise.resolve()
+    const gone = new Promise<void>((resolve) => (this.#drained = resolve))
     for (const conn of this.#conns) conn.close(1001, 'server shutting down')
+    return gone
   }
 }
 
 class ClientConnection implements LiveConnection {
   session: Session | null = null
   live = false
-  #alive = true
+  #missedPongs = 0
   #closed = false
   #refusedInARow = 0
   readonly #authTimer: ReturnType<typeof setTimeout>
@@ -94,7 +99,7 @@ class ClientConnection implements LiveConnection {
       gateway.services.config.limits.authTimeoutMs,
     )
     this.#authTimer.unref()
-    ws.on('pong', () => (this.#alive = true))
+    ws.on('pong', () => (this.#missedPongs = 0))
   }
 
   get userId(): string {
@@ -137,18 +142,20 @@ class ClientConnection implements LiveConnection {
 
   heartbeat(): void {
     if (this.#closed) return
-    if (!this.#alive) {
-      this.#closed = true
-      this.ws.terminate()
-      return
-    }
     if (this.session && !this.gateway.services.accounts.stillValid(this.session)) {
       this.close(CLOSE_CODES.UNAUTHORIZED, 'session expired or revoked')
       return
     }
-    this.#alive = false
+    // Two pings without a pong: the peer is gone (half-open) or wedged.
+    if (this.#missedPongs >= 2) {
+      this.#closed = true
+      this.ws.terminate()
+      return
+    }
+    this.#missedPongs++
     this.ws.ping()
   }
+
 
   #error(err: ParleyError, txnId?: string): void {
     const body: Record<string, unknown> = { type: 'error', ...err.toBody() }
@@ -158,6 +165,11 @@ class ClientConnection implements LiveConnection {
 
   onFrame(data: unknown): void {
     if (this.#closed) return
+    // The heartbeat re-validates sessions only every tick; a frame arriving after expiry is not served (AUTH-3).
+    if (this.session && this.session.accessExpiresTs <= this.gateway.services.clock.now()) {
+      this.#error(new ParleyError('P_UNKNOWN_TOKEN', 'access token expired'))
+      return this.close(CLOSE_CODES.UNAUTHORIZED, 'session expired')
+    }
     if (this.gateway.frameLimiter.take(this.#id) > 0) {
       this.close(CLOSE_CODES.POLICY, 'too many frames')
       return

@@ -66,6 +66,8 @@ export function up(db: Database): void {
       redacted_by TEXT,
       UNIQUE (room_id, seq)
     ) STRICT;
+    -- Sync: a user's rooms, each range-scanned by stream position within the page window.
+    CREATE INDEX events_by_room_stream ON events(room_id, stream_pos);
     CREATE INDEX events_by_relation ON events(relates_to) WHERE relates_to IS NOT NULL;
 
     CREATE TABLE txns (

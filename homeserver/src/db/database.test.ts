@@ -1,0 +1,127 @@
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import BetterSqlite3 from 'better-sqlite3'
+import { afterEach, describe, expect, it } from 'vitest'
+import { migrate, openDatabase, SchemaTooNewError, type Database } from './database.ts'
+import { MIGRATIONS } from './migrations/index.ts'
+
+const dirs: string[] = []
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
+})
+async function freshPath(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'parley-db-'))
+  dirs.push(dir)
+  return join(dir, 'test.db')
+}
+
+describe('migrations', () => {
+  it('numbers migrations 1..n without gaps', () => {
+    expect(MIGRATIONS.map((m) => m.version)).toEqual(MIGRATIONS.map((_, i) => i + 1))
+  })
+
+  it('0001 creates STRICT tables and sets user_version', async () => {
+    const db = openDatabase(await freshPath())
+    expect(db.pragma('user_version', { simple: true })).toBe(1)
+    const tables = db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all() as Array<{
+      name: string
+      sql: string
+    }>
+    expect(tables.map((t) => t.name).sort()).toEqual([
+      'devices',
+      'events',
+      'media',
+      'memberships',
+      'receipts',
+      'rooms',
+      'txns',
+      'users',
+    ])
+    for (const t of tables) expect(t.sql, t.name).toMatch(/STRICT/)
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
+    expect(db.pragma('synchronous', { simple: true })).toBe(2) // FULL
+    db.close()
+  })
+
+  it('is idempotent: reopening runs nothing twice', async () => {
+    const path = await freshPath()
+    openDatabase(path).close()
+    const db = openDatabase(path)
+    expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length)
+    db.close()
+  })
+
+  it('refuses a database written by newer code', async () => {
+    const path = await freshPath()
+    const raw = new BetterSqlite3(path)
+    raw.pragma(`user_version = ${MIGRATIONS.length + 1}`)
+    raw.close()
+    expect(() => openDatabase(path)).toThrow(SchemaTooNewError)
+  })
+
+  it('rolls back a failing migration entirely', async () => {
+    const db = new BetterSqlite3(await freshPath())
+    const broken = [
+      ...MIGRATIONS,
+      {
+        version: MIGRATIONS.length + 1,
+        name: 'broken',
+        up(d: Database) {
+          d.exec('CREATE TABLE half_done (x INTEGER) STRICT')
+          throw new Error('boom')
+        },
+      },
+    ]
+    expect(() => migrate(db, broken)).toThrow('boom')
+    expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length)
+    expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'half_done'").get()).toBeUndefined()
+    db.close()
+  })
+})
+
+describe('query plans (every hot query uses an index)', () => {
+  const plan = (db: Database, sql: string) =>
+    (db.prepare('EXPLAIN QUERY PLAN ' + sql).all() as Array<{ detail: string }>)
+      .map((r) => r.detail)
+      .join(' | ')
+
+  it.each([
+    [
+      'history page',
+      "SELECT * FROM events WHERE room_id = 'r' AND seq < 5 ORDER BY seq DESC LIMIT 5",
+      /SEARCH events USING INDEX .*\(room_id=\? AND seq<\?\)/,
+    ],
+    [
+      'sync window',
+      `SELECT e.* FROM events e JOIN memberships m ON m.room_id = e.room_id AND m.user_id = 'u'
+       WHERE e.stream_pos > 1 AND e.stream_pos <= 5 AND (m.membership = 'join' OR e.stream_pos = m.stream_pos
+         OR (m.ever_joined = 1 AND e.stream_pos <= m.stream_pos)) ORDER BY e.stream_pos LIMIT 5`,
+      /SEARCH e USING INDEX events_by_room_stream \(room_id=\? AND stream_pos>\? AND stream_pos<\?\)/,
+    ],
+    [
+      'unread count',
+      "SELECT COUNT(*) FROM events WHERE room_id = 'r' AND seq > 1 AND type = 'm.message'",
+      /SEARCH events USING INDEX .*\(room_id=\? AND seq>\?\)/,
+    ],
+    [
+      'reactions of an event',
+      "SELECT event_id FROM events WHERE relates_to = 'x' AND type = 'm.reaction'",
+      /USING INDEX events_by_relation/,
+    ],
+    ['rooms of a user', "SELECT * FROM memberships WHERE user_id = 'u'", /USING INDEX memberships_by_user/],
+    [
+      'txn lookup',
+      "SELECT * FROM txns t JOIN events e ON e.event_id = t.event_id WHERE t.device_id = 'd' AND t.txn_id = 't'",
+      /txns USING PRIMARY KEY.*events USING INDEX/,
+    ],
+    ['token lookup', "SELECT * FROM devices WHERE access_hash = x'00'", /SEARCH devices USING INDEX/],
+  ])('%s', async (_name, sql, expected) => {
+    const db = openDatabase(await freshPath())
+    const p = plan(db, sql)
+    expect(p).toMatch(expected)
+    expect(p).not.toMatch(/SCAN events/)
+    db.close()
+  })
+})
