@@ -1,7 +1,7 @@
 import { blake2b } from '@noble/hashes/blake2.js'
 import fc from 'fast-check'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { canonicalJson, type JsonObject } from './canonical-json.ts'
+import { CanonicalJsonError, canonicalJson, type JsonObject } from './canonical-json.ts'
 import { sodiumReady } from './crypto/sodium.ts'
 import { toBase64Url, utf8 } from './encoding.ts'
 import {
@@ -101,7 +101,7 @@ describe('hashes', () => {
   })
 
   it('throws on content without a canonical form (a caller bug)', () => {
-    expect(() => contentHash({ n: 1.5 })).toThrow()
+    expect(() => contentHash({ n: 1.5 })).toThrow(CanonicalJsonError)
   })
 })
 
@@ -204,7 +204,7 @@ describe('signing bytes', () => {
   })
 
   it('throws on a header without a canonical form (a caller bug)', () => {
-    expect(() => eventSigningBytes({ ...fixedHeader, origin_ts: 1.5 })).toThrow()
+    expect(() => eventSigningBytes({ ...fixedHeader, origin_ts: 1.5 })).toThrow(CanonicalJsonError)
   })
 })
 

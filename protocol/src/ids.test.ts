@@ -238,14 +238,18 @@ describe('device ids', () => {
     expect(isDeviceId(id)).toBe(false)
   })
 
-  it('draws 1000 distinct valid device ids', () => {
+  it('draws 1000 distinct valid device ids over the whole alphabet', () => {
     const ids = new Set<string>()
+    const seen = new Set<string>()
     for (let i = 0; i < 1000; i++) {
       const id = newDeviceId()
       expect(isDeviceId(id)).toBe(true)
       ids.add(id)
+      for (const c of id) seen.add(c)
     }
     expect(ids.size).toBe(1000)
+    // 12000 draws: each of the 36 characters is expected ~333 times, so a missing one is a bug.
+    expect([...seen].sort().join('')).toBe('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ')
   })
 })
 
