@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { ParleyClient, type ConnectionStatus, type IncomingEvent, type ParleyClientOptions } from './client.ts'
+import {
+  ParleyClient,
+  type ConnectionStatus,
+  type IncomingEvent,
+  type ParleyClientOptions,
+} from './client.ts'
 import { ApiError, ClientClosedError, NoSessionError, ProtocolError } from './errors.ts'
 import type { FetchLike } from './http.ts'
 import { MemoryStore } from './store.ts'
@@ -126,6 +131,21 @@ describe('ParleyClient sync', () => {
     again.client.close()
   })
 
+  it('resyncs from the server stream head when the stored cursor is ahead of it', async () => {
+    const store = new MemoryStore()
+    await store.setCursor(500)
+    const ctx = await setup({}, store)
+    void ctx.client.connect()
+    const ws = await ctx.sockets.nextSocket()
+    ws.accept()
+    await ws.nextFrame()
+    ws.deliver(READY)
+    expect(await ws.nextFrame()).toEqual({ type: 'sync', since: 100 })
+    expect(ctx.errors).toHaveLength(1)
+    expect(ctx.errors[0]).toBeInstanceOf(ProtocolError)
+    ctx.client.close()
+  })
+
   it('dispatches typing, receipt and presence frames as events', async () => {
     const ctx = await setup()
     const ws = await online(ctx)
@@ -176,7 +196,12 @@ describe('ParleyClient outbox', () => {
     const ws = await online(ctx)
     const sending = ctx.client.send(ROOM, 'm.message', { body: 'hi' })
     const first = await ws.nextFrame()
-    expect(first).toMatchObject({ type: 'send', room: ROOM, event_type: 'm.message', content: { body: 'hi' } })
+    expect(first).toMatchObject({
+      type: 'send',
+      room: ROOM,
+      event_type: 'm.message',
+      content: { body: 'hi' },
+    })
     expect(await ctx.store.listOutbox()).toMatchObject([{ txn_id: first.txn_id, room: ROOM }])
 
     ws.serverClose(1006)
@@ -241,7 +266,13 @@ describe('ParleyClient outbox', () => {
     const ws = await online(ctx)
     const first = ctx.client.send(ROOM, 'm.message', { body: 'one' })
     const frame = await ws.nextFrame()
-    ws.deliver({ type: 'error', txn_id: frame.txn_id, errcode: 'P_LIMIT_EXCEEDED', error: 'slow down', retry_after_ms: 2000 })
+    ws.deliver({
+      type: 'error',
+      txn_id: frame.txn_id,
+      errcode: 'P_LIMIT_EXCEEDED',
+      error: 'slow down',
+      retry_after_ms: 2000,
+    })
     await barrier(ctx.client, ws)
     const second = ctx.client.send(ROOM, 'm.message', { body: 'two' })
     await ctx.store.listOutbox()
@@ -263,6 +294,29 @@ describe('ParleyClient outbox', () => {
     await expect(first).resolves.toEqual({ event_id: eventId(1), seq: 1 })
     await expect(second).resolves.toEqual({ event_id: eventId(2), seq: 2 })
     expect(await ctx.store.listOutbox()).toEqual([])
+    ctx.client.close()
+  })
+
+  it('keeps at most maxInFlight sends unanswered and sends the rest in order as answers arrive', async () => {
+    const ctx = await setup({ maxInFlight: 2 })
+    const ws = await online(ctx)
+    const sends = [1, 2, 3, 4, 5].map((n) => ctx.client.send(ROOM, 'm.message', { body: `m${n}` }))
+    await ctx.store.listOutbox()
+    await barrier(ctx.client, ws)
+    const bodies = (frames: Record<string, unknown>[]) =>
+      frames.map((f) => (f['content'] as { body: string }).body)
+    const [f1, f2] = [await ws.nextFrame(), await ws.nextFrame()]
+    expect(bodies([f1!, f2!])).toEqual(['m1', 'm2'])
+    expect(ws.unreadFrames()).toEqual([])
+
+    ws.deliver({ type: 'sent', txn_id: f1!.txn_id, event_id: eventId(1), seq: 1 })
+    const f3 = await ws.nextFrame()
+    ws.deliver({ type: 'pending', txn_id: f2!.txn_id, event_id: eventId(2) })
+    const f4 = await ws.nextFrame()
+    ws.deliver({ type: 'error', txn_id: f3.txn_id, errcode: 'P_BAD_REQUEST', error: 'no' })
+    const f5 = await ws.nextFrame()
+    expect(bodies([f3, f4, f5])).toEqual(['m3', 'm4', 'm5'])
+    await expect(sends[2]).rejects.toBeInstanceOf(ApiError)
     ctx.client.close()
   })
 
@@ -339,6 +393,25 @@ describe('ParleyClient reconnection', () => {
     await serveHandshake(ctx.sockets)
     ctx.client.close()
   })
+
+  it('keeps pinging a quiet server while the user is busy sending, so the link is not taken for dead', async () => {
+    const ctx = await setup()
+    const ws = await online(ctx)
+    let pings = 0
+    for (let second = 10; second <= 120; second += 10) {
+      ctx.clock.advance(10_000)
+      ctx.client.typing(ROOM, true)
+      for (const frame of ws.unreadFrames()) {
+        await ws.nextFrame()
+        if (frame['type'] === 'ping') pings++
+        if (frame['type'] === 'ping') ws.deliver({ type: 'pong', id: frame['id'] })
+      }
+    }
+    expect(pings).toBeGreaterThanOrEqual(2)
+    expect(ws.closedWith).toBeUndefined()
+    expect(ctx.client.status).toBe('online')
+    ctx.client.close()
+  })
 })
 
 describe('ParleyClient authentication', () => {
@@ -366,15 +439,29 @@ describe('ParleyClient authentication', () => {
     ctx.client.close()
   })
 
+  it('refreshes a session known to be expired before opening the socket', async () => {
+    const server = refreshServer({ status: 200, json: authBody('tok2', 'ref2') })
+    const ctx = await setup({ fetch: server.fetch })
+    ctx.clock.advance(3_600_000)
+    const connected = ctx.client.connect()
+    await serveHandshake(ctx.sockets, { token: 'tok2' })
+    await connected
+    expect(server.requests).toHaveLength(1)
+    expect(ctx.sockets.count).toBe(1)
+    ctx.client.close()
+  })
+
   it('treats close code 4001 as a refused token', async () => {
     const server = refreshServer({ status: 200, json: authBody('tok2', 'ref2') })
     const ctx = await setup({ fetch: server.fetch })
     const connected = ctx.client.connect()
     const ws = await serveHandshake(ctx.sockets)
     await connected
+    const back = nextEvent(ctx.client, 'status', (s) => s === 'online')
     ws.serverClose(4001, 'token revoked')
 
     await serveHandshake(ctx.sockets, { token: 'tok2' })
+    await back
     expect(server.requests).toHaveLength(1)
     expect(ctx.statuses).toEqual(['connecting', 'syncing', 'online', 'connecting', 'syncing', 'online'])
     ctx.client.close()
@@ -442,7 +529,11 @@ describe('ParleyClient sign-in helpers', () => {
       clock,
       deviceName: 'laptop',
     })
-    expect(server.requests[0]!.json).toEqual({ username: 'alice', password: 'correct horse', device_name: 'laptop' })
+    expect(server.requests[0]!.json).toEqual({
+      username: 'alice',
+      password: 'correct horse',
+      device_name: 'laptop',
+    })
     expect(await store.getSession()).toEqual({
       ...aliceSession(clock.now(), 'tok9', 'ref9'),
       expires_at: clock.now() + 600_000,
@@ -451,7 +542,12 @@ describe('ParleyClient sign-in helpers', () => {
     await serveHandshake(sockets, { token: 'tok9' })
     await connected
 
-    const restored = await ParleyClient.restore({ store, WebSocket: sockets.WebSocket, fetch: server.fetch, clock })
+    const restored = await ParleyClient.restore({
+      store,
+      WebSocket: sockets.WebSocket,
+      fetch: server.fetch,
+      clock,
+    })
     expect(restored).toBeInstanceOf(ParleyClient)
     client.close()
     expect(await ParleyClient.restore({ store: new MemoryStore(), WebSocket: sockets.WebSocket })).toBeNull()

@@ -28,6 +28,7 @@ import {
   type ReadyFrame,
 } from '../schema/index.ts'
 import { TypedEmitter } from './emitter.ts'
+import { CLOSE_CODES } from '../errors.ts'
 import { ApiError, ClientClosedError, NoSessionError, ProtocolError } from './errors.ts'
 import { HttpApi, type FetchLike, type SignInOptions } from './http.ts'
 import { WS_OPEN, webSocketUrl, type WebSocketConstructor, type WebSocketLike } from './socket.ts'
@@ -139,10 +140,15 @@ export interface ParleyClientOptions {
   readonly clock?: Clock
   /** Reconnection backoff; defaults to {@link DEFAULT_BACKOFF} (500 ms doubling, capped at 30 s). */
   readonly backoff?: BackoffOptions
-  /** Sends a `ping` after this long without sending anything; default 25 s. */
+  /** Sends a `ping` when nothing was sent, or nothing received, for this long; default 25 s. */
   readonly pingIntervalMs?: number
   /** Treats a connection with no frame received for this long as dead; default 60 s. */
   readonly deadAfterMs?: number
+  /**
+   * Most sends on the wire without an answer; default 50. Flushing a long outbox at once would only
+   * collect rate-limit refusals (and the server disconnects a device refused too often in a row).
+   */
+  readonly maxInFlight?: number
 }
 
 /** Options of {@link ParleyClient.register} and {@link ParleyClient.login}. */
@@ -158,8 +164,6 @@ export interface SendOptions {
 const RETRYABLE = new Set(['P_LIMIT_EXCEEDED', 'P_STORAGE', 'P_UNAVAILABLE'])
 /** Wait before retrying when the server did not say how long. */
 const DEFAULT_RETRY_MS = 1000
-/** Close code the server uses for a refused or revoked token. */
-const CLOSE_UNAUTHORIZED = 4001
 
 /** A fresh transaction id: 128 random bits as base64url (22 characters). */
 export function newTxnId(): string {
@@ -196,6 +200,13 @@ interface Connection {
   readonly buffered: EventFrame[]
   /** Transactions sent on this connection and not bounced (so they are not sent twice). */
   readonly sent: Set<string>
+  /** Transactions sent on this connection and not answered yet (`sent`, `pending` or `error`). */
+  readonly inFlight: Set<string>
+  /** Outbox entries are waiting for a free slot or the end of a pause: pump when one frees up. */
+  backlog: boolean
+  /** When we last sent and last received a frame (clock ms). */
+  lastSentAt: number
+  lastReceivedAt: number
   pingTimer: TimerHandle | undefined
   deadTimer: TimerHandle | undefined
 }
@@ -223,6 +234,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   readonly #backoff: BackoffOptions
   readonly #pingIntervalMs: number
   readonly #deadAfterMs: number
+  readonly #maxInFlight: number
 
   #status: ConnectionStatus = 'offline'
   /** `connect()` was called and neither `close()` nor the end of the session followed. */
@@ -242,6 +254,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   #pauseTimer: TimerHandle | undefined
   #pingId = 0
 
+  /** Creates a client; nothing happens on the network until {@link ParleyClient.connect} or an `api` call. */
   constructor(options: ParleyClientOptions) {
     super()
     this.store = options.store
@@ -252,6 +265,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     this.#backoff = options.backoff ?? DEFAULT_BACKOFF
     this.#pingIntervalMs = options.pingIntervalMs ?? 25_000
     this.#deadAfterMs = options.deadAfterMs ?? 60_000
+    this.#maxInFlight = options.maxInFlight ?? 50
     this.api = new HttpApi({
       baseUrl: options.baseUrl,
       store: options.store,
@@ -330,7 +344,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     this.#stop('closed')
   }
 
-  /** Closes the client, revokes this device's tokens and clears the store. */
+  /** Closes the client, revokes this device's tokens and clears the store (unsent outbox entries included). */
   async logout(): Promise<void> {
     this.close()
     this.#loggingOut = true
@@ -376,7 +390,10 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       () =>
         this.#enqueue(async () => {
           const conn = this.#conn
-          if (conn?.synced && !this.#paused() && !conn.sent.has(txnId)) this.#transmitEntry(conn, entry)
+          if (!conn?.synced || conn.sent.has(txnId)) return
+          // Behind earlier entries or out of slots: the pump sends it in outbox order.
+          if (conn.backlog || this.#paused() || conn.inFlight.size >= this.#maxInFlight) conn.backlog = true
+          else this.#transmitEntry(conn, entry)
         }),
       (error: unknown) => {
         const failure = error instanceof Error ? error : new Error(String(error))
@@ -421,6 +438,14 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       this.#endSession(new NoSessionError())
       return
     }
+    if (session.expires_at <= this.#clock.now() && !this.#refreshTried) {
+      // Known to be expired: refresh first instead of having the server refuse it.
+      this.#refreshAndReopen(
+        session.access_token,
+        new ApiError('P_UNKNOWN_TOKEN', 401, 'access token expired'),
+      )
+      return
+    }
     let ws: WebSocketLike
     try {
       ws = new this.#WebSocket(this.#url)
@@ -436,23 +461,29 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       synced: false,
       buffered: [],
       sent: new Set(),
+      inFlight: new Set(),
+      backlog: false,
+      lastSentAt: this.#clock.now(),
+      lastReceivedAt: this.#clock.now(),
       pingTimer: undefined,
       deadTimer: undefined,
     }
     this.#conn = conn
     this.#armDeadTimer(conn)
+    this.#armPingTimer(conn)
     ws.onopen = () => {
       if (this.#conn === conn) this.#transmit(conn, { type: 'auth', token: conn.token })
     }
     ws.onmessage = (message) => {
       if (this.#conn !== conn) return
+      conn.lastReceivedAt = this.#clock.now()
       this.#armDeadTimer(conn)
       const data = message.data
       this.#enqueue(() => this.#onText(conn, data))
     }
     ws.onclose = (event) => {
       if (this.#conn !== conn) return
-      if (event.code === CLOSE_UNAUTHORIZED) {
+      if (event.code === CLOSE_CODES.UNAUTHORIZED) {
         this.#authFailed(conn, new ApiError('P_UNKNOWN_TOKEN', 401, event.reason || 'access token refused'))
       } else {
         this.#lost(conn)
@@ -495,6 +526,10 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   /** The token was refused: refresh it once and reconnect, else end the session. */
   #authFailed(conn: Connection, error: ApiError): void {
     this.#drop(conn)
+    this.#refreshAndReopen(conn.token, error)
+  }
+
+  #refreshAndReopen(staleToken: string, error: ApiError): void {
     if (!this.#running) return
     if (this.#refreshTried) {
       this.#endSession(error)
@@ -502,7 +537,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     }
     this.#refreshTried = true
     this.#setStatus('connecting')
-    this.api.refresh(conn.token).then(
+    this.api.refresh(staleToken).then(
       () => this.#enqueue(() => this.#open()),
       (refreshError: unknown) => {
         if (!this.#running) return
@@ -565,7 +600,10 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       case 'sent':
         return this.#onSent(conn, frame.txn_id, { event_id: frame.event_id, seq: frame.seq })
       case 'pending':
+        // Our server holds it durably now; it stays in the outbox until `sent`, but frees its slot.
+        conn.inFlight.delete(frame.txn_id)
         this.emit('pending', { txn_id: frame.txn_id, event_id: frame.event_id })
+        if (conn.backlog) await this.#pump(conn)
         return
       case 'typing':
         this.emit('typing', { room: frame.room, user_ids: frame.user_ids })
@@ -594,6 +632,16 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     this.#attempt = 0
     this.#refreshTried = false
     this.#setStatus('syncing')
+    if (frame.stream_head < this.#cursor) {
+      // Our position is ahead of the server's whole stream: it lost data or is not the server we
+      // synced with. Resyncing from its head beats waiting for positions we already passed.
+      this.#report(
+        new ProtocolError(
+          `server stream head ${frame.stream_head} is behind cursor ${this.#cursor}; resyncing`,
+        ),
+      )
+      this.#cursor = frame.stream_head
+    }
     const { type: _type, ...info } = frame
     this.emit('ready', info)
     this.#transmit(conn, { type: 'sync', since: this.#cursor })
@@ -623,7 +671,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     for (const frame of conn.buffered.splice(0)) await this.#deliverLive(frame)
     if (this.#conn !== conn) return
     this.#setStatus('online')
-    await this.#flushOutbox(conn)
+    await this.#pump(conn)
     this.#online?.resolve()
   }
 
@@ -648,10 +696,12 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       this.#report(error)
     }
     conn.sent.delete(txnId)
+    conn.inFlight.delete(txnId)
     this.emit('sent', { txn_id: txnId, ...result })
     const waiter = this.#waiters.get(txnId)
     this.#waiters.delete(txnId)
     waiter?.resolve(result)
+    if (conn.backlog) await this.#pump(conn)
   }
 
   async #onError(conn: Connection, frame: ErrorFrame): Promise<void> {
@@ -668,8 +718,10 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       this.#report(error)
       return
     }
+    conn.sent.delete(txnId)
+    conn.inFlight.delete(txnId)
     if (RETRYABLE.has(frame.errcode)) {
-      conn.sent.delete(txnId)
+      conn.backlog = true
       this.#pause(frame.retry_after_ms ?? DEFAULT_RETRY_MS)
       return
     }
@@ -680,36 +732,46 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     } catch (storeError) {
       this.#report(storeError)
     }
-    conn.sent.delete(txnId)
     const waiter = this.#waiters.get(txnId)
     this.#waiters.delete(txnId)
     if (!entry && !waiter) {
       this.#report(error)
-      return
+    } else {
+      this.emit('send_failed', {
+        txn_id: txnId,
+        ...(entry ? { room: entry.room, event_type: entry.event_type } : {}),
+        error,
+      })
+      waiter?.reject(error)
     }
-    this.emit('send_failed', {
-      txn_id: txnId,
-      ...(entry ? { room: entry.room, event_type: entry.event_type } : {}),
-      error,
-    })
-    waiter?.reject(error)
+    if (conn.backlog) await this.#pump(conn)
   }
 
   // ---- outgoing frames ----
 
-  /** Sends every outbox entry not yet sent on this connection, oldest first. */
-  async #flushOutbox(conn: Connection): Promise<void> {
+  /**
+   * Sends outbox entries not yet sent on this connection, oldest first, while fewer than
+   * `maxInFlight` are unanswered; marks a backlog when it has to stop early.
+   */
+  async #pump(conn: Connection): Promise<void> {
     if (this.#conn !== conn || !conn.synced || this.#paused()) return
+    conn.backlog = false
     let entries: OutboxEntry[]
     try {
       entries = await this.store.listOutbox()
     } catch (error) {
+      conn.backlog = true
       this.#report(error)
       return
     }
     for (const entry of entries) {
-      if (this.#conn !== conn || this.#paused()) return
-      if (!conn.sent.has(entry.txn_id)) this.#transmitEntry(conn, entry)
+      if (this.#conn !== conn) return
+      if (conn.sent.has(entry.txn_id)) continue
+      if (this.#paused() || conn.inFlight.size >= this.#maxInFlight) {
+        conn.backlog = true
+        return
+      }
+      this.#transmitEntry(conn, entry)
     }
   }
 
@@ -723,7 +785,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       this.#pauseTimer = undefined
       this.#pausedUntil = 0
       const conn = this.#conn
-      if (conn) this.#enqueue(() => this.#flushOutbox(conn))
+      if (conn) this.#enqueue(() => this.#pump(conn))
     }, ms)
   }
 
@@ -739,7 +801,9 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       event_type: entry.event_type,
       content: entry.content,
     }
-    if (this.#transmit(conn, frame)) conn.sent.add(entry.txn_id)
+    if (!this.#transmit(conn, frame)) return
+    conn.sent.add(entry.txn_id)
+    conn.inFlight.add(entry.txn_id)
   }
 
   #sendEphemeral(schema: z.ZodType, frame: ClientFrame): boolean {
@@ -757,18 +821,25 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       this.#report(error)
       return false
     }
-    this.#armPingTimer(conn)
+    conn.lastSentAt = this.#clock.now()
     return true
   }
 
   // ---- timers ----
 
-  /** Pings after a quiet spell on our side, so the server's idle timeout never fires on a healthy link. */
+  /**
+   * Every ping interval, pings if the link was quiet in either direction: a quiet client would trip
+   * the server's idle timeout, and a quiet server would trip our dead-connection check.
+   */
   #armPingTimer(conn: Connection): void {
-    this.#clearTimer(conn.pingTimer)
     conn.pingTimer = this.#clock.setTimeout(() => {
       conn.pingTimer = undefined
-      if (this.#conn === conn) this.#transmit(conn, { type: 'ping', id: String(++this.#pingId) })
+      if (this.#conn !== conn) return
+      const now = this.#clock.now()
+      const idle = Math.max(now - conn.lastSentAt, now - conn.lastReceivedAt)
+      if (idle >= this.#pingIntervalMs && conn.ready)
+        this.#transmit(conn, { type: 'ping', id: String(++this.#pingId) })
+      this.#armPingTimer(conn)
     }, this.#pingIntervalMs)
   }
 

@@ -36,6 +36,7 @@ export class ApiError extends Error {
 /** The request never got an answer: DNS, TCP, TLS or CORS failure, or an aborted fetch. */
 export class NetworkError extends Error {
   override name = 'NetworkError'
+  /** @param options - `cause`: the error `fetch` threw. */
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options)
   }

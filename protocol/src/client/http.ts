@@ -45,7 +45,7 @@ export interface RoomSettings {
 /** Roles that `PUT /rooms/{room}/power` can grant (ownership is not transferable this way). */
 export type AssignableRole = Exclude<Role, 'owner'>
 
-// Answers the shared schema does not name yet (see the report in docs): validated here all the same.
+// Answers that schema/rest.ts does not name yet (they belong there): validated here all the same.
 const ErrorResponse = z.object({
   errcode: z.string(),
   error: z.string(),
@@ -106,6 +106,7 @@ export class HttpApi {
   readonly #onSessionEnded: ((error: ApiError) => void) | undefined
   #refreshing: Promise<Session> | null = null
 
+  /** Creates an API bound to one homeserver and one store; it makes no request until called. */
   constructor(options: HttpApiOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '')
     this.#store = options.store

@@ -3,9 +3,12 @@
  * package's `WebSocket` in Node, so neither is imported here.
  */
 
-// Declared through a method so that parameters are compared bivariantly: the DOM's handlers take
-// `MessageEvent`/`CloseEvent` and ws's take its own event classes; both carry the fields used here.
-type Handler<E> = { bivariant(event: E): void }['bivariant'] | null
+/**
+ * An `on*` handler slot. Declared through a method so that parameters are compared bivariantly: the
+ * DOM's handlers take `MessageEvent`/`CloseEvent` and ws's take its own event classes; both carry
+ * the fields used here.
+ */
+export type WebSocketHandler<E> = { bivariant(event: E): void }['bivariant'] | null
 
 /** `readyState` of an open socket (WHATWG WebSockets). */
 export const WS_OPEN = 1
@@ -15,13 +18,13 @@ export interface WebSocketLike {
   /** 0 connecting, 1 open, 2 closing, 3 closed. */
   readonly readyState: number
   /** Called once the connection is open. */
-  onopen: Handler<unknown>
+  onopen: WebSocketHandler<unknown>
   /** Called per message; text frames carry a string `data`. */
-  onmessage: Handler<{ readonly data: unknown }>
+  onmessage: WebSocketHandler<{ readonly data: unknown }>
   /** Called once the connection is closed, with the close code and reason. */
-  onclose: Handler<{ readonly code: number; readonly reason: string }>
+  onclose: WebSocketHandler<{ readonly code: number; readonly reason: string }>
   /** Called on failure; a `close` follows. */
-  onerror: Handler<unknown>
+  onerror: WebSocketHandler<unknown>
   /** Sends a text frame. */
   send(data: string): void
   /** Starts the closing handshake (or aborts a connection being established). */

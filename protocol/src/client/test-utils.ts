@@ -254,7 +254,7 @@ export const READY: Frame = {
   user_id: ALICE,
   device_id: 'DEVICE000001',
   server_name: SERVER,
-  stream_head: 0,
+  stream_head: 100,
 }
 
 /** A session for Alice valid for an hour after `now`. */
