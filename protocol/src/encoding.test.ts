@@ -1,6 +1,14 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { concatBytes, fromBase64Url, fromUtf8, randomBytes, toBase64Url, utf8 } from './encoding.ts'
+import {
+  concatBytes,
+  fromBase64Url,
+  fromUtf8,
+  pooledRandomBytes,
+  randomBytes,
+  toBase64Url,
+  utf8,
+} from './encoding.ts'
 
 const ascii = (text: string): Uint8Array => Uint8Array.from(text, (c) => c.charCodeAt(0))
 const URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
@@ -189,5 +197,18 @@ describe('randomBytes', () => {
     const b = randomBytes(32)
     expect(a.length).toBe(32)
     expect(toBase64Url(a)).not.toBe(toBase64Url(b))
+  })
+})
+
+describe('pooledRandomBytes', () => {
+  it('hands out distinct bytes of the requested length across pool refills', () => {
+    const seen = new Set<string>()
+    for (let i = 0; i < 1000; i++) {
+      const b = pooledRandomBytes(16)
+      expect(b.length).toBe(16)
+      seen.add(toBase64Url(b))
+    }
+    expect(seen.size).toBe(1000)
+    expect(pooledRandomBytes(300).length).toBe(300)
   })
 })

@@ -13,7 +13,7 @@
  */
 import { canonicalJson, type JsonObject } from './canonical-json.ts'
 import { blake2b256 } from './crypto/hash.ts'
-import { concatBytes, randomBytes, toBase64Url, utf8 } from './encoding.ts'
+import { concatBytes, pooledRandomBytes, toBase64Url, utf8 } from './encoding.ts'
 
 /** Version of the event format. */
 export const EVENT_VERSION = 1
@@ -72,6 +72,8 @@ export interface HeaderInput {
   readonly origin: string
   readonly originTs: number
   readonly content: JsonObject
+  /** `canonicalJson(content)`, when the caller already has it (saves re-serialising on the hot path). */
+  readonly contentJson?: string | undefined
 }
 
 /** Builds a header with a fresh nonce. */
@@ -85,8 +87,11 @@ export function buildHeader(input: HeaderInput): EventHeader {
     sender: input.sender,
     origin: input.origin,
     origin_ts: input.originTs,
-    nonce: toBase64Url(randomBytes(16)),
-    content_hash: contentHash(input.content),
+    nonce: toBase64Url(pooledRandomBytes(16)),
+    content_hash:
+      input.contentJson === undefined
+        ? contentHash(input.content)
+        : toBase64Url(blake2b256(input.contentJson)),
   }
   if (input.stateKey !== undefined) header.state_key = input.stateKey
   return header

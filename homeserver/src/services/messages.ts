@@ -1,6 +1,6 @@
 /** Client sends: validate content for its type and size, rate-limit per device, sequence. */
 import { canonicalJson, ParleyError, type JsonObject } from '@parley/protocol'
-import { CONTENT_SCHEMAS, SENDABLE_TYPES, validate, type SendFrame } from '@parley/protocol/schema'
+import { CONTENT_SCHEMAS, SENDABLE_TYPES, describeZodError, type SendFrame } from '@parley/protocol/schema'
 import type { Clock } from '../clock.ts'
 import type { Session } from './accounts.ts'
 import { RateLimiter } from './rate-limit.ts'
@@ -33,13 +33,27 @@ export class MessagesService {
 
   /** Validates and sequences a client `send`; resolves after commit. */
   send(session: Session, frame: SendFrame): Promise<CommittedEvent> {
+    return new Promise((resolve, reject) => this.sendWith(session, frame, resolve, reject))
+  }
+
+  /**
+   * Validates and sequences a client `send`. Validation errors throw; the callbacks run right after
+   * the commit, inside the delivery bracket (see Sequencer.submitWith).
+   */
+  sendWith(
+    session: Session,
+    frame: SendFrame,
+    resolve: (event: CommittedEvent) => void,
+    reject: (err: unknown) => void,
+  ): void {
     if (!SENDABLE.has(frame.event_type)) {
       throw new ParleyError('P_BAD_REQUEST', `event_type must be one of ${SENDABLE_TYPES.join(', ')}`)
     }
     const schema = CONTENT_SCHEMAS[frame.event_type as (typeof SENDABLE_TYPES)[number]]
-    const parsed = validate(schema, frame.content)
-    if (!parsed.ok) throw new ParleyError('P_BAD_REQUEST', `content: ${parsed.error.message}`)
-    const content = parsed.value as JsonObject
+    // The frame was depth-checked when it was parsed; only the per-type content schema is left.
+    const parsed = schema.safeParse(frame.content)
+    if (!parsed.success) throw new ParleyError('P_BAD_REQUEST', `content: ${describeZodError(parsed.error)}`)
+    const content = parsed.data as JsonObject
     let contentJson: string
     try {
       contentJson = canonicalJson(content)
@@ -53,13 +67,17 @@ export class MessagesService {
     ) {
       throw new ParleyError('P_TOO_LARGE', `content is over ${this.options.maxContentBytes} bytes`)
     }
-    return this.sequencer.submit({
-      room: frame.room,
-      type: frame.event_type,
-      sender: session.userId,
-      content,
-      contentJson,
-      txn: { deviceId: session.deviceId, txnId: frame.txn_id },
-    })
+    this.sequencer.submitWith(
+      {
+        room: frame.room,
+        type: frame.event_type,
+        sender: session.userId,
+        content,
+        contentJson,
+        txn: { deviceId: session.deviceId, txnId: frame.txn_id },
+      },
+      resolve,
+      reject,
+    )
   }
 }

@@ -132,7 +132,8 @@ export class RoomRulesImpl implements RoomRules {
           this.repos.memberships.forRoom(room.room_id).length === 0
         )
           return
-        throw forbidden('an invite is needed to join this room')
+        // The same answer as for a room that does not exist: a stranger cannot probe room ids (AC-2).
+        throw notMember()
       case 'invite': {
         const inviter = joined(me)
         if (target === draft.sender) throw new ParleyError('P_BAD_REQUEST', 'you cannot invite yourself')

@@ -70,7 +70,10 @@ export class RoomsService {
   kick(userId: string, room: string, target: string, reason?: string) {
     if (target === userId) throw new ParleyError('P_BAD_REQUEST', 'use leave to leave a room')
     const theirs = this.repos.memberships.get(room, target)
-    if (theirs?.membership === 'ban') throw new ParleyError('P_BAD_REQUEST', 'that user is banned: use unban')
+    if (theirs?.membership === 'ban') {
+      this.#requireJoined(room, userId) // strangers learn nothing about who is banned where (AC-1)
+      throw new ParleyError('P_BAD_REQUEST', 'that user is banned: use unban')
+    }
     return this.#member(room, userId, target, 'leave', reason)
   }
   ban(userId: string, room: string, target: string, reason?: string) {

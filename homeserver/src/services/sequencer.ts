@@ -41,6 +41,12 @@ export interface Draft {
 /** A committed event, in the shape clients receive. */
 export type CommittedEvent = ClientEventRow & { readonly content: string }
 
+/** Called around the delivery of each committed batch. */
+export interface DeliveryHooks {
+  start(): void
+  end(): void
+}
+
 /** Room rules, consulted inside the write transaction. */
 export interface RoomRules {
   /** Throws a ParleyError if the draft is not allowed by the current state. */
@@ -77,6 +83,7 @@ export class Sequencer {
   #scheduled = false
   #streamHead: number
   readonly #listeners: Array<(events: readonly CommittedEvent[]) => void> = []
+  readonly #deliveryHooks: DeliveryHooks[] = []
 
   constructor(
     private readonly db: Database,
@@ -100,15 +107,26 @@ export class Sequencer {
     this.#listeners.push(listener)
   }
 
+  /** Brackets the delivery of each committed batch (the gateway corks sockets in between). */
+  onDelivery(hooks: DeliveryHooks): void {
+    this.#deliveryHooks.push(hooks)
+  }
+
   /** Queues a draft; resolves once it is durably committed (or with the earlier event for a repeated txn). */
   submit(draft: Draft): Promise<CommittedEvent> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ draft, originTs: this.clock.now(), resolve, reject })
-      if (!this.#scheduled) {
-        this.#scheduled = true
-        setImmediate(() => this.flush())
-      }
-    })
+    return new Promise((resolve, reject) => this.submitWith(draft, resolve, reject))
+  }
+
+  /**
+   * Like {@link submit} with callbacks that run synchronously right after the commit, inside the
+   * delivery bracket: the hot path uses it so an ack leaves in the same socket write as the batch.
+   */
+  submitWith(draft: Draft, resolve: (event: CommittedEvent) => void, reject: (err: unknown) => void): void {
+    this.#queue.push({ draft, originTs: this.clock.now(), resolve, reject })
+    if (!this.#scheduled) {
+      this.#scheduled = true
+      setImmediate(() => this.flush())
+    }
   }
 
   /** Writes everything queued in one transaction. Public for shutdown and tests. */
@@ -166,6 +184,7 @@ export class Sequencer {
           origin: this.serverName,
           originTs,
           content: draft.content,
+          contentJson,
         })
         const eventId = eventIdOf(header)
         const envelope: Envelope = {
@@ -231,7 +250,19 @@ export class Sequencer {
     }
     this.#streamHead = stream
 
-    for (const listener of this.#listeners) listener(committed)
+    for (const hooks of this.#deliveryHooks) hooks.start()
+    try {
+      for (const listener of this.#listeners) listener(committed)
+      this.#settle(batch, outcomes)
+    } finally {
+      for (const hooks of this.#deliveryHooks) hooks.end()
+    }
+  }
+
+  #settle(
+    batch: readonly Pending[],
+    outcomes: ReadonlyArray<CommittedEvent | ParleyError | { dupOf: number } | { txnEventId: string }>,
+  ): void {
     for (let i = 0; i < batch.length; i++) {
       const outcome = outcomes[i]!
       const p = batch[i]!

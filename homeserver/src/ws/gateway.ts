@@ -20,6 +20,9 @@ export class Gateway {
   readonly #heartbeat: ReturnType<typeof setInterval>
   readonly frameLimiter: RateLimiter
   #drained: (() => void) | null = null
+  /** While a committed batch is delivered, sockets are corked so each gets one write per batch. */
+  #delivering = false
+  readonly #corked = new Set<WebSocket>()
 
   constructor(readonly services: Services) {
     this.frameLimiter = new RateLimiter(
@@ -30,12 +33,29 @@ export class Gateway {
     services.accounts.onRevoke((ids) =>
       services.hub.closeDevices(ids, CLOSE_CODES.UNAUTHORIZED, 'session revoked'),
     )
+    services.sequencer.onDelivery({
+      start: () => (this.#delivering = true),
+      end: () => {
+        this.#delivering = false
+        for (const ws of this.#corked) (ws as unknown as { _socket?: { uncork(): void } })._socket?.uncork()
+        this.#corked.clear()
+      },
+    })
     this.#heartbeat = setInterval(() => this.#tick(), services.config.limits.heartbeatMs)
     this.#heartbeat.unref()
   }
 
   get size(): number {
     return this.#conns.size
+  }
+
+  /** Corks `ws` until the current batch is delivered (no-op outside a delivery). */
+  corkDuringDelivery(ws: WebSocket): void {
+    if (!this.#delivering || this.#corked.has(ws)) return
+    const socket = (ws as unknown as { _socket?: { cork(): void } })._socket
+    if (!socket) return
+    socket.cork()
+    this.#corked.add(ws)
   }
 
   /** Per-address connection cap, checked before the upgrade. */
@@ -116,6 +136,7 @@ class ClientConnection implements LiveConnection {
       this.close(CLOSE_CODES.SLOW_CONSUMER, 'too slow: reconnect and sync')
       return
     }
+    this.gateway.corkDuringDelivery(this.ws)
     this.ws.send(frame)
   }
 
@@ -156,11 +177,16 @@ class ClientConnection implements LiveConnection {
     this.ws.ping()
   }
 
-
   #error(err: ParleyError, txnId?: string): void {
     const body: Record<string, unknown> = { type: 'error', ...err.toBody() }
     if (txnId !== undefined) body.txn_id = txnId
     this.send(JSON.stringify(body))
+  }
+
+  /** An invalid client frame. Before auth it also ends the socket: the first frame must be auth (WS-1). */
+  #badFrame(err: ParleyError): void {
+    this.#error(err)
+    if (!this.session) this.close(CLOSE_CODES.UNAUTHORIZED, 'authenticate first')
   }
 
   onFrame(data: unknown): void {
@@ -174,10 +200,10 @@ class ClientConnection implements LiveConnection {
       this.close(CLOSE_CODES.POLICY, 'too many frames')
       return
     }
-    if (typeof data !== 'string') return this.#error(new ParleyError('P_BAD_JSON', 'frames are JSON text'))
+    if (typeof data !== 'string') return this.#badFrame(new ParleyError('P_BAD_JSON', 'frames are JSON text'))
     const parsed = parseJson(ClientFrame, data)
     if (!parsed.ok) {
-      return this.#error(
+      return this.#badFrame(
         new ParleyError(
           parsed.error.kind === 'bad_json' ? 'P_BAD_JSON' : 'P_BAD_REQUEST',
           parsed.error.message,
