@@ -12,7 +12,7 @@ import { parseConfig, type ConfigInput } from './config.ts'
 import { openDatabase } from './db/database.ts'
 import { Repos } from './db/repos/index.ts'
 import { createLogger } from './logger.ts'
-import { AccountsService } from './services/accounts.ts'
+import { AccountsService, accountsOptions } from './services/accounts.ts'
 import { PasswordHasher } from './services/passwords.ts'
 import { startServer } from './server.ts'
 
@@ -89,16 +89,7 @@ async function admin(
       iterations: config.argon2.iterations,
       maxConcurrent: 1,
     })
-    const accounts = new AccountsService(repos, hasher, systemClock, {
-      serverName: config.serverName,
-      registration: 'open',
-      accessTokenTtlMs: config.accessTokenTtlMs,
-      refreshTokenTtlMs: config.refreshTokenTtlMs,
-      loginFailuresPerAccount: config.limits.loginFailuresPerAccount,
-      loginFailureRefillMs: config.limits.loginFailureRefillMs,
-      loginAttemptsPerIp: config.limits.loginAttemptsPerIp,
-      loginIpRefillMs: config.limits.loginIpRefillMs,
-    })
+    const accounts = new AccountsService(repos, hasher, systemClock, accountsOptions(config, 'open'))
     const id = makeUserId(username.toLowerCase(), config.serverName)
     if (command === 'create-user') {
       const password = await readPassword()

@@ -49,6 +49,9 @@ const Limits = z.strictObject({
   /** Login attempts per client address: burst and refill time. */
   loginAttemptsPerIp: z.number().int().min(1).default(30),
   loginIpRefillMs: z.number().int().min(1).default(2_000),
+  /** Sign-ups per client address: burst and refill time (each costs an argon2 hash). */
+  registrationsPerIp: z.number().int().min(1).default(20),
+  registrationIpRefillMs: z.number().int().min(1).default(10_000),
   /** Password hashes computed at once (argon2id is memory-hard: bound it). */
   maxConcurrentHashes: z.number().int().min(1).default(2),
   maxRequestBytes: z

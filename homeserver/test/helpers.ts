@@ -1,5 +1,8 @@
 /** Test helpers: real homeservers on port 0 with temp data dirs, real HTTP and WebSocket clients. */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
@@ -32,6 +35,8 @@ export async function startTestServer(
       logLevel: 'silent',
       argon2: FAST_ARGON2,
       ...overrides,
+      // Tests sign up many users from one address; the sign-up limit has its own test.
+      limits: { registrationsPerIp: 100_000, ...overrides.limits },
       dataDir,
     },
     options,
@@ -250,4 +255,150 @@ export async function sendText(
 ): Promise<Frame> {
   sock.send({ type: 'send', txn_id: txnId, room, event_type: 'm.message', content: { body } })
   return sock.next((f) => (f.type === 'sent' || f.type === 'error') && f.txn_id === txnId)
+}
+
+// ---- Security-test helpers (AUTH, AC, IN rows of TESTPLAN.md) ----
+// Imports of this section live here so the section can be appended without touching the file head.
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
+import { pino } from 'pino'
+import type { Logger } from '../src/logger.ts'
+
+/** A pino logger that keeps every line in memory, so tests can grep the logs for secrets. */
+export function memoryLogger(level = 'debug'): { logger: Logger; text(): string } {
+  const lines: string[] = []
+  const logger = pino({ level }, { write: (line: string) => void lines.push(line) })
+  return { logger, text: () => lines.join('') }
+}
+
+let barrierIds = 0
+/**
+ * Round-trips a ping on `sock`. The server handles a socket's frames in order, so once the pong is
+ * back every frame sent before the ping has been processed and its synchronous replies received.
+ */
+export async function barrier(sock: TestSocket, timeoutMs?: number): Promise<void> {
+  const id = `barrier-${++barrierIds}`
+  sock.send({ type: 'ping', id })
+  await sock.next((f) => f.type === 'pong' && f.id === id, timeoutMs)
+}
+
+/** `POST /login`; returns the raw result (status and body) so tests can check refusals. */
+export function login(
+  server: { url: string },
+  username: string,
+  password = 'correct horse battery',
+  deviceName?: string,
+): Promise<HttpResult<TestUser & { errcode?: string; error?: string }>> {
+  const body: Record<string, string> = { username, password }
+  if (deviceName !== undefined) body.device_name = deviceName
+  return http(server, 'POST', '/api/v1/login', body)
+}
+
+/** A request with the path sent byte for byte (fetch would normalise `..` and some escapes). */
+export function rawRequest(
+  server: { port: number },
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: server.port, method, path, headers }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+      )
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+// ---- Reliability-test helpers (WS and FLT rows of TESTPLAN.md) ----
+
+/**
+ * Polls `cond` every `intervalMs` until it holds. Only for state that has no event to wait on (server
+ * internals, RSS); everything on the wire is awaited with `next`/`closed` instead.
+ */
+export async function waitUntil(cond: () => boolean, timeoutMs = 5000, intervalMs = 10): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+}
+
+/** The TCP socket under a `ws` client, to stop reading (slow consumer) or resume. */
+export function tcpOf(sock: TestSocket): Socket {
+  return (sock.ws as unknown as { _socket: Socket })._socket
+}
+
+export interface ChildServer {
+  readonly url: string
+  readonly port: number
+  readonly pid: number
+  readonly dataDir: string
+  /** Resident set size of the server process now (bytes), from /proc. */
+  rss(): number
+  /** SIGTERM, wait for exit, remove the data directory. */
+  stop(): Promise<void>
+}
+
+export interface ChildServerOptions {
+  /** Wraps the server command, e.g. to run it in its own mount namespace. Gets the full argv. */
+  readonly wrap?: (argv: readonly string[], dataDir: string) => readonly string[]
+}
+
+/**
+ * A homeserver in its own process (`parley-homeserver start`), for measurements the test process must
+ * not disturb, such as RSS, and for faults that need a process of their own. Same defaults as
+ * {@link startTestServer}; the config file lives outside the data directory.
+ */
+export async function startChildServer(
+  overrides: Partial<ConfigInput> = {},
+  options: ChildServerOptions = {},
+): Promise<ChildServer> {
+  const dataDir = await tempDir()
+  const configDir = await tempDir('parley-config-')
+  const configPath = join(configDir, 'config.json')
+  await writeFile(configPath, JSON.stringify({ logLevel: 'silent', argon2: FAST_ARGON2, ...overrides }))
+  const bin = new URL('../bin/parley-homeserver.mjs', import.meta.url).pathname
+  const args = ['start', '--server-name', 'acme.localhost', '--host', '127.0.0.1', '--port', '0']
+  const argv = [process.execPath, bin, ...args, '--data-dir', dataDir, '--config', configPath]
+  const [command, ...rest] = options.wrap ? options.wrap(argv, dataDir) : argv
+  const proc = spawn(command!, rest, { stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString()
+      const m = /listening on (http:\/\/\S+)/.exec(out)
+      if (!m) return
+      proc.stdout!.off('data', onData)
+      proc.stdout!.resume()
+      resolve(m[1]!)
+    }
+    proc.stdout!.on('data', onData)
+    void exited.then(async () => {
+      await rm(dataDir, { recursive: true, force: true })
+      await rm(configDir, { recursive: true, force: true })
+      reject(new Error(`homeserver exited before listening: ${out}`))
+    })
+  })
+  return {
+    url,
+    port: Number(new URL(url).port),
+    pid: proc.pid!,
+    dataDir,
+    rss() {
+      const kib = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))
+      return Number(kib?.[1] ?? 0) * 1024
+    },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM')
+      await exited
+      await rm(dataDir, { recursive: true, force: true })
+      await rm(configDir, { recursive: true, force: true })
+    },
+  }
 }

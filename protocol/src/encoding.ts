@@ -86,7 +86,7 @@ export function randomBytes(length: number): Uint8Array {
 }
 
 const POOL_BYTES = 4096
-let pool = new Uint8Array(0)
+let pool: Uint8Array = new Uint8Array(0)
 let poolOffset = 0
 
 /**

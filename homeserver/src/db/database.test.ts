@@ -83,6 +83,7 @@ describe('migrations', () => {
 
 describe('query plans (every hot query uses an index)', () => {
   const plan = (db: Database, sql: string) =>
+    // eslint-disable-next-line no-restricted-syntax -- fixed SQL from this file's table, not input
     (db.prepare('EXPLAIN QUERY PLAN ' + sql).all() as Array<{ detail: string }>)
       .map((r) => r.detail)
       .join(' | ')
@@ -114,7 +115,7 @@ describe('query plans (every hot query uses an index)', () => {
     [
       'txn lookup',
       "SELECT * FROM txns t JOIN events e ON e.event_id = t.event_id WHERE t.device_id = 'd' AND t.txn_id = 't'",
-      /txns USING PRIMARY KEY.*events USING INDEX/,
+      /SEARCH t USING PRIMARY KEY.*SEARCH e USING INDEX/,
     ],
     ['token lookup', "SELECT * FROM devices WHERE access_hash = x'00'", /SEARCH devices USING INDEX/],
   ])('%s', async (_name, sql, expected) => {

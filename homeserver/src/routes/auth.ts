@@ -6,7 +6,10 @@ import { clientAddress, requireAuth, valid } from './middleware.ts'
 export const auth = new Hono<AppEnv>()
   .post('/register', valid('json', RegisterBody), async (c) => {
     const b = c.req.valid('json')
-    return c.json(await c.var.services.accounts.register(b.username, b.password, b.device_name), 201)
+    return c.json(
+      await c.var.services.accounts.register(b.username, b.password, b.device_name ?? '', clientAddress(c)),
+      201,
+    )
   })
   .post('/login', valid('json', LoginBody), async (c) => {
     const b = c.req.valid('json')

@@ -7,6 +7,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { newDeviceId, ParleyError, randomBytes, toBase64Url, userId as makeUserId } from '@parley/protocol'
 import type { AuthResponse } from '@parley/protocol/schema'
 import type { Clock } from '../clock.ts'
+import type { Config } from '../config.ts'
 import type { Repos } from '../db/repos/index.ts'
 import type { PasswordHasher } from './passwords.ts'
 import { RateLimiter } from './rate-limit.ts'
@@ -27,6 +28,24 @@ export interface AccountsOptions {
   readonly loginFailureRefillMs: number
   readonly loginAttemptsPerIp: number
   readonly loginIpRefillMs: number
+  readonly registrationsPerIp: number
+  readonly registrationIpRefillMs: number
+}
+
+/** The accounts options of a homeserver configuration. */
+export function accountsOptions(config: Config, registration = config.registration): AccountsOptions {
+  return {
+    serverName: config.serverName,
+    registration,
+    accessTokenTtlMs: config.accessTokenTtlMs,
+    refreshTokenTtlMs: config.refreshTokenTtlMs,
+    loginFailuresPerAccount: config.limits.loginFailuresPerAccount,
+    loginFailureRefillMs: config.limits.loginFailureRefillMs,
+    loginAttemptsPerIp: config.limits.loginAttemptsPerIp,
+    loginIpRefillMs: config.limits.loginIpRefillMs,
+    registrationsPerIp: config.limits.registrationsPerIp,
+    registrationIpRefillMs: config.limits.registrationIpRefillMs,
+  }
 }
 
 /** Called with revoked device ids so live sockets can be closed at once (AUTH-2). */
@@ -47,6 +66,7 @@ export class AccountsService {
   readonly #listeners = new Set<RevocationListener>()
   readonly #accountFailures: RateLimiter
   readonly #ipAttempts: RateLimiter
+  readonly #ipRegistrations: RateLimiter
 
   constructor(
     private readonly repos: Repos,
@@ -60,6 +80,11 @@ export class AccountsService {
       1000 / options.loginFailureRefillMs,
     )
     this.#ipAttempts = new RateLimiter(clock, options.loginAttemptsPerIp, 1000 / options.loginIpRefillMs)
+    this.#ipRegistrations = new RateLimiter(
+      clock,
+      options.registrationsPerIp,
+      1000 / options.registrationIpRefillMs,
+    )
   }
 
   onRevoke(listener: RevocationListener): () => void {
@@ -87,8 +112,15 @@ export class AccountsService {
     return id
   }
 
-  async register(localpart: string, password: string, deviceName = ''): Promise<AuthResponse> {
+  async register(
+    localpart: string,
+    password: string,
+    deviceName: string,
+    address: string,
+  ): Promise<AuthResponse> {
     if (this.options.registration !== 'open') throw new ParleyError('P_FORBIDDEN', 'registration is closed')
+    const wait = this.#ipRegistrations.take(address)
+    if (wait > 0) throw new ParleyError('P_LIMIT_EXCEEDED', 'too many sign-ups from this address', wait)
     const id = await this.createUser(localpart, password)
     return this.#newDevice(id, deviceName)
   }
@@ -190,7 +222,7 @@ export class AccountsService {
     const presented = sha256(secret)
     const now = this.clock.now()
     if (!timingSafeEqual(presented, device.refresh_hash)) {
-      if (device.prev_refresh_hash && timingSafeEqual(presented, device.prev_refresh_hash)) {
+      if (this.repos.devices.spentBy(presented) === deviceId) {
         // Replay of a spent token: someone else holds a copy. End the whole device session.
         this.repos.devices.delete(deviceId)
         this.#revoked([deviceId])

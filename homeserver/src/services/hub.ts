@@ -34,7 +34,8 @@ export class RoomMembers {
           .filter((m) => m.membership === 'join')
           .map((m) => m.user_id),
       )
-      this.#joined.set(room, set)
+      // Only rooms with members are remembered: made-up room ids in typing frames must not grow memory.
+      if (set.size > 0) this.#joined.set(room, set)
     }
     return set
   }

@@ -5,7 +5,7 @@ import type { Config } from '../config.ts'
 import type { Database } from '../db/database.ts'
 import { Repos } from '../db/repos/index.ts'
 import type { Logger } from '../logger.ts'
-import { AccountsService } from './accounts.ts'
+import { AccountsService, accountsOptions } from './accounts.ts'
 import { EphemeralService } from './ephemeral.ts'
 import { Hub, RoomMembers } from './hub.ts'
 import { MediaService } from './media.ts'
@@ -51,16 +51,7 @@ export function createServices(
     iterations: config.argon2.iterations,
     maxConcurrent: config.limits.maxConcurrentHashes,
   })
-  const accounts = new AccountsService(repos, hasher, clock, {
-    serverName: config.serverName,
-    registration: config.registration,
-    accessTokenTtlMs: config.accessTokenTtlMs,
-    refreshTokenTtlMs: config.refreshTokenTtlMs,
-    loginFailuresPerAccount: config.limits.loginFailuresPerAccount,
-    loginFailureRefillMs: config.limits.loginFailureRefillMs,
-    loginAttemptsPerIp: config.limits.loginAttemptsPerIp,
-    loginIpRefillMs: config.limits.loginIpRefillMs,
-  })
+  const accounts = new AccountsService(repos, hasher, clock, accountsOptions(config))
   const rules = new RoomRulesImpl(repos, config.serverName, clock)
   const sequencer = new Sequencer(db, repos, rules, signer, config.serverName, clock, log)
   const members = new RoomMembers(repos)

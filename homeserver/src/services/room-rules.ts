@@ -35,7 +35,13 @@ export const notMember = (): ParleyError =>
 const notFound = (): ParleyError => new ParleyError('P_NOT_FOUND', 'event not found')
 const forbidden = (why: string): ParleyError => new ParleyError('P_FORBIDDEN', why)
 
+/** The immutable facts about a room that the rules need. */
+type RoomFacts = Pick<RoomRow, 'room_id' | 'kind' | 'creator'>
+
 export class RoomRulesImpl implements RoomRules {
+  /** Kind and creator never change, so they are read from the database once per room. */
+  readonly #facts = new Map<string, RoomFacts>()
+
   constructor(
     private readonly repos: Repos,
     private readonly serverName: string,
@@ -47,7 +53,7 @@ export class RoomRulesImpl implements RoomRules {
       if (this.repos.rooms.get(draft.room)) throw new ParleyError('P_CONFLICT', 'room exists')
       return
     }
-    const room = this.repos.rooms.get(draft.room)
+    const room = this.#roomFacts(draft.room)
     if (!room) throw notMember()
     const me = this.repos.memberships.get(room.room_id, draft.sender)
     switch (draft.type) {
@@ -71,7 +77,18 @@ export class RoomRulesImpl implements RoomRules {
     }
   }
 
-  #checkMessage(room: RoomRow, draft: Draft, me: MembershipRow): void {
+  #roomFacts(roomId: string): RoomFacts | undefined {
+    let facts = this.#facts.get(roomId)
+    if (!facts) {
+      const row = this.repos.rooms.get(roomId)
+      if (!row) return undefined
+      facts = { room_id: row.room_id, kind: row.kind, creator: row.creator }
+      this.#facts.set(roomId, facts)
+    }
+    return facts
+  }
+
+  #checkMessage(room: RoomFacts, draft: Draft, me: MembershipRow): void {
     const c = draft.content
     if (
       (draft.type === 'm.message' || draft.type === 'm.edit') &&
@@ -110,13 +127,13 @@ export class RoomRulesImpl implements RoomRules {
   }
 
   /** An event of this room that is not deleted; events of other rooms are "not found" (AC-2). */
-  #target(room: RoomRow, eventId: string) {
+  #target(room: RoomFacts, eventId: string) {
     const target = this.repos.events.get(eventId)
     if (!target || target.room_id !== room.room_id || target.redacted_by !== null) throw notFound()
     return target
   }
 
-  #checkMember(room: RoomRow, draft: Draft, me: MembershipRow | undefined): void {
+  #checkMember(room: RoomFacts, draft: Draft, me: MembershipRow | undefined): void {
     const target = draft.stateKey!
     const membership = (draft.content as unknown as MemberContent).membership
     const theirs = target === draft.sender ? me : this.repos.memberships.get(room.room_id, target)
@@ -175,7 +192,12 @@ export class RoomRulesImpl implements RoomRules {
     }
   }
 
-  #checkModeration(room: RoomRow, me: MembershipRow, theirs: MembershipRow | undefined, what: string): void {
+  #checkModeration(
+    room: RoomFacts,
+    me: MembershipRow,
+    theirs: MembershipRow | undefined,
+    what: string,
+  ): void {
     if (room.kind === 'dm') throw forbidden(`you cannot ${what} people in a direct message`)
     if (me.level < MODERATOR) throw forbidden(`only moderators can ${what} people`)
     if ((theirs?.level ?? 0) >= me.level)
@@ -191,7 +213,7 @@ export class RoomRulesImpl implements RoomRules {
     if (!user || user.deactivated) throw new ParleyError('P_NOT_FOUND', 'no such user')
   }
 
-  #checkPower(room: RoomRow, draft: Draft, me: MembershipRow | undefined): void {
+  #checkPower(room: RoomFacts, draft: Draft, me: MembershipRow | undefined): void {
     const mine = joined(me)
     if (room.kind === 'dm') throw forbidden('there are no roles in a direct message')
     if (mine.level < ADMIN) throw forbidden('only admins can change roles')

@@ -19,12 +19,18 @@ export function up(db: Database): void {
       access_hash        BLOB NOT NULL UNIQUE,
       access_expires_ts  INTEGER NOT NULL,
       refresh_hash       BLOB NOT NULL,
-      prev_refresh_hash  BLOB,
       refresh_expires_ts INTEGER NOT NULL,
       created_ts         INTEGER NOT NULL,
       last_seen_ts       INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX devices_by_user ON devices(user_id);
+
+    -- Every refresh token a device has used: presenting one again is theft (AUTH-4).
+    CREATE TABLE spent_refresh_tokens (
+      hash      BLOB PRIMARY KEY,
+      device_id TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX spent_refresh_by_device ON spent_refresh_tokens(device_id);
 
     CREATE TABLE rooms (
       room_id    TEXT PRIMARY KEY,

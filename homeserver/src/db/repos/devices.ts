@@ -7,7 +7,6 @@ export interface DeviceRow {
   access_hash: Buffer
   access_expires_ts: number
   refresh_hash: Buffer
-  prev_refresh_hash: Buffer | null
   refresh_expires_ts: number
   created_ts: number
   last_seen_ts: number
@@ -31,6 +30,10 @@ export class DevicesRepo {
   readonly #byId: Statement<[string], DeviceRow>
   readonly #rotate: Statement<[Buffer, number, Buffer, number, number, string]>
   readonly #delete: Statement<[string]>
+  readonly #spend: Statement<[string]>
+  readonly #spentBy: Statement<[Buffer], { device_id: string }>
+  readonly #forgetSpent: Statement<[string]>
+  readonly #forgetSpentForUser: Statement<[string]>
   readonly #deleteForUser: Statement<[string]>
   readonly #idsForUser: Statement<[string], { device_id: string }>
   readonly #listForUser: Statement<[string], DeviceRow>
@@ -43,8 +46,16 @@ export class DevicesRepo {
     this.#byAccess = db.prepare('SELECT * FROM devices WHERE access_hash = ?')
     this.#byId = db.prepare('SELECT * FROM devices WHERE device_id = ?')
     this.#rotate = db.prepare(
-      `UPDATE devices SET access_hash = ?, access_expires_ts = ?, prev_refresh_hash = refresh_hash,
-         refresh_hash = ?, refresh_expires_ts = ?, last_seen_ts = ? WHERE device_id = ?`,
+      `UPDATE devices SET access_hash = ?, access_expires_ts = ?, refresh_hash = ?, refresh_expires_ts = ?,
+         last_seen_ts = ? WHERE device_id = ?`,
+    )
+    this.#spend = db.prepare(
+      'INSERT OR IGNORE INTO spent_refresh_tokens (hash, device_id) SELECT refresh_hash, device_id FROM devices WHERE device_id = ?',
+    )
+    this.#spentBy = db.prepare('SELECT device_id FROM spent_refresh_tokens WHERE hash = ?')
+    this.#forgetSpent = db.prepare('DELETE FROM spent_refresh_tokens WHERE device_id = ?')
+    this.#forgetSpentForUser = db.prepare(
+      'DELETE FROM spent_refresh_tokens WHERE device_id IN (SELECT device_id FROM devices WHERE user_id = ?)',
     )
     this.#delete = db.prepare('DELETE FROM devices WHERE device_id = ?')
     this.#deleteForUser = db.prepare('DELETE FROM devices WHERE user_id = ?')
@@ -79,14 +90,22 @@ export class DevicesRepo {
     refreshExp: number,
     now: number,
   ) {
+    // Remember the spent refresh token first: reuse of any earlier one is detected (AUTH-4).
+    this.#spend.run(deviceId)
     this.#rotate.run(accessHash, accessExp, refreshHash, refreshExp, now, deviceId)
   }
+  /** The device that once used this refresh token hash, if any. */
+  spentBy(hash: Buffer): string | undefined {
+    return this.#spentBy.get(hash)?.device_id
+  }
   delete(deviceId: string): boolean {
+    this.#forgetSpent.run(deviceId)
     return this.#delete.run(deviceId).changes > 0
   }
   /** Deletes every device of a user and returns their ids. */
   deleteForUser(userId: string): string[] {
     const ids = this.#idsForUser.all(userId).map((r) => r.device_id)
+    this.#forgetSpentForUser.run(userId)
     this.#deleteForUser.run(userId)
     return ids
   }
