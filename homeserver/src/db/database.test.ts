@@ -36,6 +36,7 @@ describe('migrations', () => {
       'memberships',
       'receipts',
       'rooms',
+      'spent_refresh_tokens',
       'txns',
       'users',
     ])
