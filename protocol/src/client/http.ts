@@ -3,13 +3,17 @@
  * answer is validated with a schema before use; errors become {@link ApiError}. The session lives in
  * the {@link ClientStore}: sign-in stores it, a refresh replaces it, logout clears the store.
  */
-import { z } from 'zod'
+import type { z } from 'zod'
+import type { MemberSummary as MemberSummarySchema } from '../schema/index.ts'
 import {
   AuthResponse,
+  CreateRoomResponse,
+  ErrorResponse,
+  MemberListResponse,
+  RoomListResponse,
+  UserSearchResponse,
   MediaUploadResponse as MediaUploadResponseSchema,
-  MemberSummary as MemberSummarySchema,
   MessagesResponse as MessagesResponseSchema,
-  RoomId,
   RoomSummary,
   UserSummary as UserSummarySchema,
   parseJson,
@@ -44,17 +48,6 @@ export interface RoomSettings {
 }
 /** Roles that `PUT /rooms/{room}/power` can grant (ownership is not transferable this way). */
 export type AssignableRole = Exclude<Role, 'owner'>
-
-// Answers that schema/rest.ts does not name yet (they belong there): validated here all the same.
-const ErrorResponse = z.object({
-  errcode: z.string(),
-  error: z.string(),
-  retry_after_ms: z.number().int().min(0).optional(),
-})
-const CreateRoomResponse = z.object({ room_id: RoomId })
-const RoomListResponse = z.object({ rooms: z.array(RoomSummary) })
-const MemberListResponse = z.object({ members: z.array(MemberSummarySchema) })
-const UserSearchResponse = z.object({ users: z.array(UserSummarySchema) })
 
 /** Options of {@link HttpApi}. */
 export interface HttpApiOptions {

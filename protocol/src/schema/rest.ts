@@ -105,3 +105,20 @@ export const MediaUploadQuery = z.object({
 export const RoomParam = z.object({ room: RoomId })
 export const EventParam = z.object({ room: RoomId, event: EventId })
 export const UserParam = z.object({ user: UserId })
+
+/** Every HTTP error body. */
+export const ErrorResponse = z.object({
+  errcode: z.string(),
+  error: z.string(),
+  retry_after_ms: z.number().int().min(0).optional(),
+})
+/** Answer of `POST /rooms`. */
+export const CreateRoomResponse = z.object({ room_id: RoomId })
+/** Answer of `GET /rooms`. */
+export const RoomListResponse = z.object({ rooms: z.array(RoomSummary) })
+/** Answer of `GET /rooms/{room}/members`. */
+export const MemberListResponse = z.object({ members: z.array(MemberSummary) })
+/** Answer of `GET /users`. */
+export const UserSearchResponse = z.object({ users: z.array(UserSummary) })
+/** Answer of membership, role and other operations that create one event. */
+export const EventIdResponse = z.object({ event_id: EventId })
