@@ -58,6 +58,9 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
   // Slow or partial headers are dropped quickly (WS-5); upgraded sockets are policed by the gateway.
   server.headersTimeout = 10_000
   server.requestTimeout = 30_000
+  // A connection that never sends a byte is not covered by headersTimeout: cut idle sockets too.
+  // (ws clears this on upgrade; the gateway polices WebSockets itself.)
+  server.timeout = 30_000
   injectWebSocket(server)
   const port = (server.address() as AddressInfo).port
   const host = config.host.includes(':') ? `[${config.host}]` : config.host

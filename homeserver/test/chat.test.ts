@@ -118,3 +118,37 @@ describe('single-server chat', () => {
     })
   })
 })
+
+describe('sync pages are bounded in bytes', () => {
+  it('splits a backlog of large messages into pages under a quarter of the send buffer, losing nothing', async () => {
+    const small = await startTestServer({ limits: { sendBufferBytes: 64 * 1024 } })
+    try {
+      const [u, v] = await Promise.all([register(small), register(small)])
+      const room = await groupWith(small, u, [v])
+      const a = await connect(small, u)
+      const big = 'x'.repeat(10_000)
+      for (let i = 0; i < 20; i++) await sendText(a, room, `${i} ${big}`)
+      a.close()
+      const b = new TestSocket(small.url)
+      await b.opened()
+      b.send({ type: 'auth', token: v.access_token })
+      await b.type('ready')
+      const got: string[] = []
+      let since = 0
+      for (let pages = 0; ; pages++) {
+        expect(pages).toBeLessThan(50)
+        b.send({ type: 'sync', since })
+        const page = await b.type('sync')
+        expect(JSON.stringify(page).length).toBeLessThan(16 * 1024 + 11_000)
+        for (const e of page.events as Array<{ content: { body?: string } }>)
+          if (e.content.body) got.push(e.content.body.split(' ')[0]!)
+        since = page.next as number
+        if (page.done) break
+      }
+      expect(got).toEqual(Array.from({ length: 20 }, (_, i) => String(i)))
+      b.close()
+    } finally {
+      await small.stop()
+    }
+  })
+})

@@ -24,16 +24,26 @@ export class SyncService {
     private readonly sequencer: Sequencer,
   ) {}
 
-  page(userId: string, since: number, limit: number): SyncPage {
+  /**
+   * One page: at most `limit` events and, past the first event, at most about `maxBytes` of frame
+   * (so a page never trips the slow-reader limit on its own).
+   */
+  page(userId: string, since: number, limit: number, maxBytes: number): SyncPage {
     const head = this.sequencer.streamHead
     const from = Math.min(since, head)
     const upto = Math.min(head, from + WINDOW)
     const rows = this.repos.events.visibleSince(userId, from, upto, limit)
-    const next = rows.length === limit ? rows.at(-1)!.stream_pos : upto
+    let body = ''
+    let count = 0
+    for (const row of rows) {
+      const json = clientEventJson(row)
+      if (count > 0 && body.length + json.length > maxBytes) break
+      body += (count > 0 ? ',' : '') + json
+      count++
+    }
+    const next = count < rows.length || rows.length === limit ? rows[count - 1]!.stream_pos : upto
     const done = next >= head
-    let frame = '{"type":"sync","events":['
-    for (let i = 0; i < rows.length; i++) frame += (i > 0 ? ',' : '') + clientEventJson(rows[i]!)
-    frame += '],"next":' + next + ',"done":' + done + '}'
-    return { frame, next, done, count: rows.length }
+    const frame = '{"type":"sync","events":[' + body + '],"next":' + next + ',"done":' + done + '}'
+    return { frame, next, done, count }
   }
 }

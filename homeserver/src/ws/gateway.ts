@@ -22,6 +22,7 @@ export class Gateway {
   #drained: (() => void) | null = null
   /** While a committed batch is delivered, sockets are corked so each gets one write per batch. */
   #delivering = false
+  #batch = 0
   readonly #corked = new Set<WebSocket>()
 
   constructor(readonly services: Services) {
@@ -34,7 +35,10 @@ export class Gateway {
       services.hub.closeDevices(ids, CLOSE_CODES.UNAUTHORIZED, 'session revoked'),
     )
     services.sequencer.onDelivery({
-      start: () => (this.#delivering = true),
+      start: () => {
+        this.#delivering = true
+        this.#batch++
+      },
       end: () => {
         this.#delivering = false
         for (const ws of this.#corked) (ws as unknown as { _socket?: { uncork(): void } })._socket?.uncork()
@@ -49,11 +53,15 @@ export class Gateway {
     return this.#conns.size
   }
 
-  /** Corks `ws` until the current batch is delivered (no-op outside a delivery). */
-  corkDuringDelivery(ws: WebSocket): void {
-    if (!this.#delivering || this.#corked.has(ws)) return
+  /** Number of the committed batch being delivered, or -1 outside a delivery. */
+  get deliveryBatch(): number {
+    return this.#delivering ? this.#batch : -1
+  }
+
+  /** Corks `ws` until the current batch is delivered, so it gets one write per batch. */
+  cork(ws: WebSocket): void {
     const socket = (ws as unknown as { _socket?: { cork(): void } })._socket
-    if (!socket) return
+    if (!socket || this.#corked.has(ws)) return
     socket.cork()
     this.#corked.add(ws)
   }
@@ -105,6 +113,9 @@ class ClientConnection implements LiveConnection {
   #missedPongs = 0
   #closed = false
   #refusedInARow = 0
+  /** Bytes still unsent when the current delivery batch reached this connection (see send). */
+  #backlogAtBatch = 0
+  #batchSeen = -1
   readonly #authTimer: ReturnType<typeof setTimeout>
   readonly #id: string
 
@@ -132,11 +143,22 @@ class ClientConnection implements LiveConnection {
   send(frame: string): void {
     if (this.#closed || this.ws.readyState !== OPEN) return
     // A reader that stopped reading must not make us buffer without bound (WS-4). It resumes with sync.
-    if (this.ws.bufferedAmount > this.gateway.services.config.limits.sendBufferBytes) {
+    // What was still unsent before this batch decides, not the batch itself: one committed batch may
+    // queue more than the limit at once (corked) to a reader that keeps up.
+    let backlog = this.ws.bufferedAmount
+    const batch = this.gateway.deliveryBatch
+    if (batch >= 0) {
+      if (this.#batchSeen !== batch) {
+        this.#batchSeen = batch
+        this.#backlogAtBatch = backlog
+        this.gateway.cork(this.ws)
+      }
+      backlog = this.#backlogAtBatch
+    }
+    if (backlog > this.gateway.services.config.limits.sendBufferBytes) {
       this.close(CLOSE_CODES.SLOW_CONSUMER, 'too slow: reconnect and sync')
       return
     }
-    this.gateway.corkDuringDelivery(this.ws)
     this.ws.send(frame)
   }
 
@@ -267,6 +289,8 @@ class ClientConnection implements LiveConnection {
           session.userId,
           frame.since,
           Math.min(frame.limit ?? s.config.limits.syncPageSize, s.config.limits.syncPageSize),
+          // Text length (UTF-16 units) approximates bytes; a quarter of the buffer leaves room for live traffic.
+          s.config.limits.sendBufferBytes / 4,
         )
         this.send(page.frame)
         // Same tick as the last page: nothing committed in between can be missed or sent twice.
