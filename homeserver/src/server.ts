@@ -9,8 +9,10 @@ import { createApp } from './app.ts'
 import { offsetClock, type Clock } from './clock.ts'
 import { parseConfig, type Config, type ConfigInput } from './config.ts'
 import { openDatabase } from './db/database.ts'
+import { Checkpointer } from './db/checkpointer.ts'
+import { WalSync } from './db/wal-sync.ts'
 import { createLogger, type Logger } from './logger.ts'
-import { createServices, type Services } from './services/index.ts'
+import { createServices, type Durability, type Services } from './services/index.ts'
 import { loadOrCreateServerKey } from './services/server-keys.ts'
 
 export interface RunningServer {
@@ -35,9 +37,25 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
   await sodiumReady()
   const log = options.logger ?? createLogger(config.logLevel, config.serverName)
   const clock = options.clock ?? offsetClock(config.clockOffsetMs)
-  const db = openDatabase(join(config.dataDir, 'homeserver.db'), { synchronous: config.synchronous })
+  const dbPath = join(config.dataDir, 'homeserver.db')
+  // FULL durability is NORMAL commits plus an fdatasync of the WAL off the event loop (db/wal-sync.ts).
+  const db = openDatabase(dbPath, { synchronous: 'NORMAL' })
+  // Checkpoints run in a worker thread; the inline autocheckpoint only guards against a stalled worker.
+  db.pragma('wal_autocheckpoint = 100000')
+  const checkpointer = new Checkpointer(dbPath, 250, log)
+  const walSync = config.synchronous === 'FULL' ? new WalSync(`${dbPath}-wal`) : null
+  const durability: Durability = {
+    ...(walSync ? { sync: () => walSync.sync() } : {}),
+    committed: () => checkpointer.markDirty(),
+    fatal: (err) => {
+      // Whether the last commits reached the disk is unknown; nothing of them was acked. Stop, and
+      // let recovery on restart decide (PostgreSQL's lesson: never retry a failed fsync).
+      log.fatal({ err: String(err) }, 'fsync of the WAL failed: stopping')
+      process.exit(70)
+    },
+  }
   const signer = await loadOrCreateServerKey(config.dataDir)
-  const services = createServices(config, db, signer, clock, log)
+  const services = createServices(config, db, signer, clock, log, durability)
   await services.media.init()
   const { app, gateway, injectWebSocket } = createApp(services)
 
@@ -79,7 +97,9 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
         const drained = gateway.close()
         server.closeAllConnections()
         await Promise.all([stopped, drained])
-        services.sequencer.flush()
+        await services.sequencer.drain()
+        walSync?.close()
+        await checkpointer.close()
         db.close()
         log.info('stopped')
       })()

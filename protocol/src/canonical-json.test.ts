@@ -4,6 +4,7 @@ import {
   CanonicalJsonError,
   MAX_CANONICAL_DEPTH,
   canonicalJson,
+  exceedsJsonDepth,
   jsonDepth,
   tryCanonicalJson,
   type JsonValue,
@@ -309,5 +310,19 @@ describe('jsonDepth', () => {
       }),
       { numRuns: 100 },
     )
+  })
+})
+
+describe('exceedsJsonDepth', () => {
+  it('agrees with jsonDepth around the limit and survives hostile depth', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.integer({ min: 0, max: 8 }), (v, max) => {
+        expect(exceedsJsonDepth(v, max)).toBe(jsonDepth(v) > max)
+      }),
+      { numRuns: 300 },
+    )
+    let deep: unknown = 1
+    for (let i = 0; i < 100_000; i++) deep = [deep]
+    expect(exceedsJsonDepth(deep, 16)).toBe(true)
   })
 })

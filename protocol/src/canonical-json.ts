@@ -95,6 +95,23 @@ export function tryCanonicalJson(value: unknown): string | null {
   }
 }
 
+/**
+ * True if a parsed JSON value nests deeper than `max` (a scalar has depth 0). Stops descending past
+ * `max`, so hostile depth costs nothing and recursion stays shallow.
+ */
+export function exceedsJsonDepth(value: unknown, max: number): boolean {
+  if (value === null || typeof value !== 'object') return false
+  if (max <= 0) return true
+  if (Array.isArray(value)) {
+    for (const item of value) if (exceedsJsonDepth(item, max - 1)) return true
+    return false
+  }
+  for (const key in value) {
+    if (exceedsJsonDepth((value as Record<string, unknown>)[key], max - 1)) return true
+  }
+  return false
+}
+
 /** Nesting depth of a parsed JSON value (a scalar has depth 0). Iterative, so hostile depth cannot overflow the stack. */
 export function jsonDepth(value: unknown): number {
   let max = 0

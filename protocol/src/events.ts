@@ -55,7 +55,12 @@ export const GENESIS_PREV = toBase64Url(new Uint8Array(32))
 
 /** base64url BLAKE2b-256 of a canonical JSON value. */
 export function canonicalHash(value: unknown): string {
-  return toBase64Url(blake2b256(canonicalJson(value)))
+  return hashCanonicalText(canonicalJson(value))
+}
+
+/** base64url BLAKE2b-256 of text that is already canonical JSON (hot paths serialise once). */
+export function hashCanonicalText(canonicalText: string): string {
+  return toBase64Url(blake2b256(canonicalText))
 }
 
 /** Hash of an event's content, as stored in its header. */
@@ -100,6 +105,11 @@ export function buildHeader(input: HeaderInput): EventHeader {
 /** The content-addressed id of an event. */
 export function eventIdOf(header: EventHeader): string {
   return '$' + canonicalHash(header)
+}
+
+/** The event id for a header given as its canonical JSON text. */
+export function eventIdOfCanonical(headerText: string): string {
+  return '$' + hashCanonicalText(headerText)
 }
 
 /** The hash of an envelope, which the next envelope carries as `prev`. */

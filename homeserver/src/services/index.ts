@@ -14,11 +14,12 @@ import { PasswordHasher } from './passwords.ts'
 import { ProfilesService } from './profiles.ts'
 import { RoomRulesImpl } from './room-rules.ts'
 import { RoomsService } from './rooms.ts'
-import { Sequencer } from './sequencer.ts'
+import { Sequencer, type Durability } from './sequencer.ts'
 import { SyncService } from './sync.ts'
 
 export type { Session } from './accounts.ts'
 export type { LiveConnection } from './hub.ts'
+export type { Durability } from './sequencer.ts'
 
 export interface Services {
   readonly config: Config
@@ -44,6 +45,7 @@ export function createServices(
   signer: Signer,
   clock: Clock,
   log: Logger,
+  durability: Durability,
 ): Services {
   const repos = new Repos(db)
   const hasher = new PasswordHasher({
@@ -53,7 +55,7 @@ export function createServices(
   })
   const accounts = new AccountsService(repos, hasher, clock, accountsOptions(config))
   const rules = new RoomRulesImpl(repos, config.serverName, clock)
-  const sequencer = new Sequencer(db, repos, rules, signer, config.serverName, clock, log)
+  const sequencer = new Sequencer(db, repos, rules, signer, config.serverName, clock, log, durability)
   const members = new RoomMembers(repos)
   const hub = new Hub(members)
   sequencer.onCommit((events) => hub.publish(events))

@@ -180,7 +180,8 @@ export class RoomsService {
       const leaveSeq = this.repos.events.seqAtStream(room, me.stream_pos) ?? 0
       upto = Math.min(upto, leaveSeq)
     }
-    const rows = this.repos.events.history(room, upto + 1, limit)
+    // Only durable events: a commit whose fsync is still running is not shown to anyone yet.
+    const rows = this.repos.events.history(room, upto + 1, this.sequencer.streamHead, limit)
     const events = rows.map(clientEvent)
     const oldest = rows.at(-1)
     return oldest && oldest.seq > 1 ? { events, next_before: oldest.seq } : { events }

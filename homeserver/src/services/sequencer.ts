@@ -10,9 +10,9 @@
 import {
   buildHeader,
   canonicalJson,
-  envelopeHash,
   envelopeSigningBytes,
-  eventIdOf,
+  eventIdOfCanonical,
+  hashCanonicalText,
   GENESIS_PREV,
   ParleyError,
   toBase64Url,
@@ -40,6 +40,26 @@ export interface Draft {
 
 /** A committed event, in the shape clients receive. */
 export type CommittedEvent = ClientEventRow & { readonly content: string }
+
+type Outcome = CommittedEvent | ParleyError | { dupOf: number } | { txnEventId: string }
+
+/** A committed batch on its way to delivery. */
+interface Committed {
+  readonly stream: number
+  readonly committed: readonly CommittedEvent[]
+  readonly batch: readonly Pending[]
+  readonly outcomes: readonly Outcome[]
+}
+
+/** How commits become durable (see db/wal-sync.ts). */
+export interface Durability {
+  /** Makes every commit so far durable; absent when COMMIT itself is as durable as configured. */
+  readonly sync?: () => Promise<void>
+  /** A commit happened (checkpoint scheduling). */
+  committed(): void
+  /** An fsync failed: durability is unknown, so the process must stop (no ack was sent). */
+  fatal(err: unknown): void
+}
 
 /** Called around the delivery of each committed batch. */
 export interface DeliveryHooks {
@@ -82,6 +102,12 @@ export class Sequencer {
   #queue: Pending[] = []
   #scheduled = false
   #streamHead: number
+  /** Stream position of the last committed event; ahead of #streamHead while its fsync runs. */
+  #committedHead: number
+  #lastDelivery: Promise<void> = Promise.resolve()
+  /** Committed batches waiting for their fsync, oldest first. */
+  readonly #awaitingSync: Committed[] = []
+  #syncing = false
   readonly #listeners: Array<(events: readonly CommittedEvent[]) => void> = []
   readonly #deliveryHooks: DeliveryHooks[] = []
 
@@ -93,13 +119,21 @@ export class Sequencer {
     private readonly serverName: string,
     private readonly clock: Clock,
     private readonly log: Logger,
+    private readonly durability: Durability,
   ) {
     this.#streamHead = repos.events.maxStreamPos()
+    this.#committedHead = this.#streamHead
   }
 
-  /** The newest committed stream position. */
+  /** The newest durable (and delivered) stream position: readers never see past it. */
   get streamHead(): number {
     return this.#streamHead
+  }
+
+  /** Resolves once everything queued so far is committed, durable and delivered (shutdown). */
+  async drain(): Promise<void> {
+    this.flush()
+    while (this.#syncing) await this.#lastDelivery
   }
 
   /** Called after every commit with the batch's events in stream order. */
@@ -136,12 +170,11 @@ export class Sequencer {
     this.#queue = []
     if (batch.length === 0) return
 
-    const outcomes: Array<CommittedEvent | ParleyError | { dupOf: number } | { txnEventId: string }> = []
+    const outcomes: Outcome[] = []
     const committed: CommittedEvent[] = []
     const heads = new Map<string, Head>()
     const batchTxns = new Map<string, number>()
-    const startHead = this.#streamHead
-    let stream = startHead
+    let stream = this.#committedHead
 
     const write = this.db.transaction(() => {
       for (let i = 0; i < batch.length; i++) {
@@ -186,7 +219,8 @@ export class Sequencer {
           content: draft.content,
           contentJson,
         })
-        const eventId = eventIdOf(header)
+        const headerJson = canonicalJson(header)
+        const eventId = eventIdOfCanonical(headerJson)
         const envelope: Envelope = {
           room: draft.room,
           seq: head.seq + 1,
@@ -194,6 +228,7 @@ export class Sequencer {
           prev: head.hash,
           owner_ts: originTs,
         }
+        const envelopeJson = canonicalJson(envelope)
         stream++
         const relatesTo = typeof draft.content.target === 'string' ? draft.content.target : null
         this.repos.events.insert({
@@ -205,9 +240,9 @@ export class Sequencer {
           state_key: draft.stateKey ?? null,
           sender: draft.sender,
           origin_ts: originTs,
-          header: canonicalJson(header),
+          header: headerJson,
           content: contentJson,
-          envelope: canonicalJson(envelope),
+          envelope: envelopeJson,
           relates_to: relatesTo,
         })
         if (draft.txn) this.repos.events.insertTxn(draft.txn.deviceId, draft.txn.txnId, eventId, originTs)
@@ -225,7 +260,7 @@ export class Sequencer {
         }
         this.rules.apply(event, draft)
         head.seq = envelope.seq
-        head.hash = envelopeHash(envelope)
+        head.hash = hashCanonicalText(envelopeJson)
         head.envelope = envelope
         outcomes.push(event)
         committed.push(event)
@@ -248,21 +283,47 @@ export class Sequencer {
       for (const p of batch) p.reject(failure)
       return
     }
-    this.#streamHead = stream
+    this.#committedHead = stream
+    this.durability.committed()
+    const item: Committed = { stream, committed, batch, outcomes }
+    if (!this.durability.sync) return this.#deliver([item])
+    // Acks, fan-out and readers wait for the fsync; the loop keeps committing the next batches
+    // meanwhile, and one fsync then releases all of them in one delivery.
+    this.#awaitingSync.push(item)
+    this.#requestSync()
+  }
 
+  #requestSync(): void {
+    if (this.#syncing) return
+    const sync = this.durability.sync!
+    this.#syncing = true
+    // Exactly the batches committed before the fsync starts are covered by it.
+    const covered = this.#awaitingSync.length
+    this.#lastDelivery = sync().then(
+      () => {
+        this.#syncing = false
+        this.#deliver(this.#awaitingSync.splice(0, covered))
+        if (this.#awaitingSync.length > 0) this.#requestSync()
+      },
+      (err: unknown) => this.durability.fatal(err),
+    )
+  }
+
+  /** Makes durable batches visible: stream head, fan-out, then acks, all in one delivery bracket. */
+  #deliver(items: readonly Committed[]): void {
     for (const hooks of this.#deliveryHooks) hooks.start()
     try {
-      for (const listener of this.#listeners) listener(committed)
-      this.#settle(batch, outcomes)
+      for (const item of items) {
+        this.#streamHead = item.stream
+        for (const listener of this.#listeners) listener(item.committed)
+        this.#settle(item.batch, item.outcomes)
+      }
     } finally {
       for (const hooks of this.#deliveryHooks) hooks.end()
     }
   }
 
-  #settle(
-    batch: readonly Pending[],
-    outcomes: ReadonlyArray<CommittedEvent | ParleyError | { dupOf: number } | { txnEventId: string }>,
-  ): void {
+  #settle(batch: readonly Pending[], outcomes: readonly Outcome[]): void {
     for (let i = 0; i < batch.length; i++) {
       const outcome = outcomes[i]!
       const p = batch[i]!

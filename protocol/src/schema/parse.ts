@@ -1,6 +1,6 @@
 /** Parsing untrusted text into validated values: parse, don't cast (STYLE.md rule 4). */
 import type { z } from 'zod'
-import { jsonDepth } from '../canonical-json.ts'
+import { exceedsJsonDepth } from '../canonical-json.ts'
 import { err, ok, type Result } from '../result.ts'
 
 /** Deepest JSON accepted in any frame or body. */
@@ -22,7 +22,7 @@ export function describeZodError(error: z.ZodError): string {
 
 /** Validates an already-parsed value. */
 export function validate<S extends z.ZodType>(schema: S, value: unknown): Result<z.infer<S>, ParseFailure> {
-  if (jsonDepth(value) > MAX_JSON_DEPTH)
+  if (exceedsJsonDepth(value, MAX_JSON_DEPTH))
     return err({ kind: 'bad_request', message: 'JSON nested too deeply' })
   const parsed = schema.safeParse(value)
   return parsed.success

@@ -53,7 +53,7 @@ export class EventsRepo {
   readonly #redact: Statement<[string, string]>
   readonly #byId: Statement<[string], EventRow>
   readonly #maxStream: Statement<[], { m: number | null }>
-  readonly #history: Statement<[string, number, number], ClientEventRow>
+  readonly #history: Statement<[string, number, number, number], ClientEventRow>
   readonly #visibleSince: Statement<[string, number, number, number], ClientEventRow>
   readonly #txn: Statement<[string, string], { event_id: string; seq: number; room_id: string }>
   readonly #insertTxn: Statement<[string, string, string, number]>
@@ -73,7 +73,7 @@ export class EventsRepo {
     this.#byId = db.prepare('SELECT * FROM events WHERE event_id = ?')
     this.#maxStream = db.prepare('SELECT MAX(stream_pos) AS m FROM events')
     this.#history = db.prepare(
-      `SELECT e.stream_pos, e.room_id, e.seq, e.event_id, e.type, e.state_key, e.sender, e.origin_ts, e.content, e.redacted_by FROM events e WHERE e.room_id = ? AND e.seq < ? ORDER BY e.seq DESC LIMIT ?`,
+      `SELECT e.stream_pos, e.room_id, e.seq, e.event_id, e.type, e.state_key, e.sender, e.origin_ts, e.content, e.redacted_by FROM events e WHERE e.room_id = ? AND e.seq < ? AND e.stream_pos <= ? ORDER BY e.seq DESC LIMIT ?`,
     )
     // Walks the server-wide stream in order and keeps what the user may see: everything in rooms the
     // user is joined to; in rooms the user left after joining, everything up to the leave; and the
@@ -139,9 +139,9 @@ export class EventsRepo {
   maxStreamPos(): number {
     return this.#maxStream.get()!.m ?? 0
   }
-  /** Events of a room before `beforeSeq`, newest first. */
-  history(roomId: string, beforeSeq: number, limit: number): ClientEventRow[] {
-    return this.#history.all(roomId, beforeSeq, limit)
+  /** Events of a room before `beforeSeq` and at most at stream position `upto`, newest first. */
+  history(roomId: string, beforeSeq: number, upto: number, limit: number): ClientEventRow[] {
+    return this.#history.all(roomId, beforeSeq, upto, limit)
   }
   visibleSince(userId: string, since: number, upto: number, limit: number): ClientEventRow[] {
     return this.#visibleSince.all(userId, since, upto, limit)
