@@ -105,8 +105,6 @@ export class Sequencer {
   /** Stream position of the last committed event; ahead of #streamHead while its fsync runs. */
   #committedHead: number
   #lastDelivery: Promise<void> = Promise.resolve()
-  /** Committed batches waiting for their fsync, oldest first. */
-  readonly #awaitingSync: Committed[] = []
   #syncing = false
   readonly #listeners: Array<(events: readonly CommittedEvent[]) => void> = []
   readonly #deliveryHooks: DeliveryHooks[] = []
@@ -132,8 +130,11 @@ export class Sequencer {
 
   /** Resolves once everything queued so far is committed, durable and delivered (shutdown). */
   async drain(): Promise<void> {
-    this.flush()
-    while (this.#syncing) await this.#lastDelivery
+    for (;;) {
+      this.flush()
+      if (this.#syncing) await this.#lastDelivery
+      else if (this.#queue.length === 0) return
+    }
   }
 
   /** Called after every commit with the batch's events in stream order. */
@@ -166,6 +167,9 @@ export class Sequencer {
   /** Writes everything queued in one transaction. Public for shutdown and tests. */
   flush(): void {
     this.#scheduled = false
+    // While an fsync runs, drafts keep queuing; its completion commits them all in one transaction
+    // (group commit: one commit and one fsync per round, however many sends arrive meanwhile).
+    if (this.#syncing) return
     const batch = this.#queue
     this.#queue = []
     if (batch.length === 0) return
@@ -286,24 +290,15 @@ export class Sequencer {
     this.#committedHead = stream
     this.durability.committed()
     const item: Committed = { stream, committed, batch, outcomes }
-    if (!this.durability.sync) return this.#deliver([item])
-    // Acks, fan-out and readers wait for the fsync; the loop keeps committing the next batches
-    // meanwhile, and one fsync then releases all of them in one delivery.
-    this.#awaitingSync.push(item)
-    this.#requestSync()
-  }
-
-  #requestSync(): void {
-    if (this.#syncing) return
-    const sync = this.durability.sync!
+    const sync = this.durability.sync
+    if (!sync) return this.#deliver([item])
+    // Acks, fan-out and readers wait for the fsync.
     this.#syncing = true
-    // Exactly the batches committed before the fsync starts are covered by it.
-    const covered = this.#awaitingSync.length
     this.#lastDelivery = sync().then(
       () => {
         this.#syncing = false
-        this.#deliver(this.#awaitingSync.splice(0, covered))
-        if (this.#awaitingSync.length > 0) this.#requestSync()
+        this.#deliver([item])
+        if (this.#queue.length > 0) this.flush()
       },
       (err: unknown) => this.durability.fatal(err),
     )
