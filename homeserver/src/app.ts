@@ -6,12 +6,12 @@ import { cors } from 'hono/cors'
 import { createNodeWebSocket } from '@hono/node-ws'
 import { ParleyError } from '@parley/protocol'
 import type { Services } from './services/index.ts'
-import { keyDocument } from './services/server-keys.ts'
 import type { AppEnv } from './routes/env.ts'
 import { auth } from './routes/auth.ts'
 import { users } from './routes/users.ts'
 import { rooms } from './routes/rooms.ts'
 import { media } from './routes/media.ts'
+import { wellKnown } from './routes/well-known.ts'
 import { clientAddress } from './routes/middleware.ts'
 import { Gateway } from './ws/gateway.ts'
 
@@ -83,11 +83,7 @@ export function createApp(services: Services) {
   // Media has its own, larger limit (routes/media.ts).
   app.use('/api/*', (c, next) => (c.req.path.startsWith('/api/v1/media') ? next() : requestLimit(c, next)))
   app.get('/api/v1/health', (c) => c.json({ ok: true, version: VERSION }))
-  app.get('/.well-known/parley/server', (c) => {
-    const base = new URL(c.req.url)
-    const link = `${base.protocol === 'https:' ? 'wss' : 'ws'}://${base.host}/api/v1/federation`
-    return c.json(keyDocument(config.serverName, link, services.signer, services.clock.now()))
-  })
+  app.route('/.well-known', wellKnown)
   app.route('/api/v1', auth)
   app.route('/api/v1', users)
   app.route('/api/v1/rooms', rooms)

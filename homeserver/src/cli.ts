@@ -1,19 +1,23 @@
 /**
- * `parley-homeserver start | create-user | reset-password | deactivate`.
+ * `parley-homeserver start | create-user | reset-password | deactivate | rotate-key | peers`.
  * Admin commands open the same database file (WAL lets them run beside a live server); sockets of a
- * revoked user are closed by the running server on its next heartbeat.
+ * revoked user are closed by the running server on its next heartbeat, a trust decision on a peer
+ * applies at its next key lookup, and a rotated key is used after the server's next start.
  */
-import { readFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { sodiumReady, isLocalpart, userId as makeUserId } from '@parley/protocol'
+import { sodiumReady, isLocalpart, isServerName, userId as makeUserId } from '@parley/protocol'
 import { systemClock } from './clock.ts'
 import { parseConfig, type ConfigInput } from './config.ts'
 import { openDatabase } from './db/database.ts'
 import { Repos } from './db/repos/index.ts'
+import { httpKeyFetcher } from './federation/key-fetcher.ts'
+import { PeerKeys, type PeerInfo } from './federation/peer-keys.ts'
 import { createLogger } from './logger.ts'
 import { AccountsService, accountsOptions } from './services/accounts.ts'
 import { PasswordHasher } from './services/passwords.ts'
+import { rotateServerKey } from './services/server-keys.ts'
 import { startServer } from './server.ts'
 
 const USAGE = `usage:
@@ -21,7 +25,12 @@ const USAGE = `usage:
                           [--peer NAME=URL ...] [--allow-origin ORIGIN ...] [--web-client DIR] [--config FILE]
   parley-homeserver create-user USERNAME --data-dir DIR --server-name NAME   (password from PARLEY_PASSWORD or stdin)
   parley-homeserver reset-password USERNAME --data-dir DIR --server-name NAME
-  parley-homeserver deactivate USERNAME --data-dir DIR --server-name NAME`
+  parley-homeserver deactivate USERNAME --data-dir DIR --server-name NAME
+  parley-homeserver rotate-key --data-dir DIR --server-name NAME   (restart the server to use the new key)
+  parley-homeserver peers [--json] --data-dir DIR --server-name NAME          list peers, their keys and state
+  parley-homeserver peers trust PEER --data-dir DIR --server-name NAME [--peer PEER=URL]
+                                      fetch PEER's key document now and pin its keys (clears a quarantine)
+  parley-homeserver peers forget PEER --data-dir DIR --server-name NAME     drop PEER and its pinned keys`
 
 const OPTIONS = {
   'server-name': { type: 'string' },
@@ -33,6 +42,7 @@ const OPTIONS = {
   'web-client': { type: 'string' },
   config: { type: 'string' },
   'log-level': { type: 'string' },
+  json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
@@ -109,6 +119,73 @@ async function admin(
   }
 }
 
+const iso = (ts: number) => new Date(ts).toISOString()
+
+/** Human-readable listing of peers, one block each. */
+export function formatPeers(peers: readonly PeerInfo[]): string {
+  if (peers.length === 0) return 'no peers'
+  const blocks = peers.map((p) => {
+    const lines = [
+      `${p.serverName}  ${p.state}  first seen ${iso(p.firstSeenTs)}  updated ${iso(p.updatedTs)}`,
+    ]
+    if (p.reason) lines.push(`  reason: ${p.reason}`)
+    for (const k of p.keys) {
+      lines.push(`  ${k.kid}  ${k.key}  ${k.expiredTs === null ? 'current' : `expired ${iso(k.expiredTs)}`}`)
+    }
+    return lines.join('\n')
+  })
+  return blocks.join('\n')
+}
+
+/** `rotate-key` and `peers`: server keys and peer trust, on the database beside a live server. */
+async function keys(positionals: string[], values: ReturnType<typeof parse>['values']) {
+  const config = parseConfig(await configFrom(values))
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
+  await sodiumReady()
+  const db = openDatabase(join(config.dataDir, 'homeserver.db'), { synchronous: config.synchronous })
+  try {
+    const repos = new Repos(db)
+    if (positionals[0] === 'rotate-key') {
+      const rotation = await rotateServerKey({
+        dataDir: config.dataDir,
+        serverName: config.serverName,
+        repo: repos.serverKeys,
+        clock: systemClock,
+      })
+      console.log(
+        `rotated: ${rotation.current} is the current key; ${rotation.retired} expired at ${iso(rotation.expiredTs)} ` +
+          'and stays in old_verify_keys. Restart the server to sign with the new key.',
+      )
+      return
+    }
+    const peerKeys = new PeerKeys(repos, systemClock, createLogger('silent', config.serverName), {
+      serverName: config.serverName,
+      ownKeys: { keyFor: () => null },
+      pinnedKeys: config.federation.pinnedKeys,
+      fetch: httpKeyFetcher(config.peers),
+    })
+    const [, action, peer] = positionals
+    if (action === undefined) {
+      const list = peerKeys.list()
+      console.log(values.json ? JSON.stringify(list, null, 2) : formatPeers(list))
+      return
+    }
+    if (action !== 'trust' && action !== 'forget') throw new Error(`unknown peers action ${action}\n${USAGE}`)
+    if (!peer || !isServerName(peer)) throw new Error('give a valid peer server name')
+    if (peer === config.serverName) throw new Error('that is this server')
+    if (action === 'forget') {
+      if (!peerKeys.forget(peer)) throw new Error(`no peer ${peer}`)
+      console.log(`forgot ${peer}; its next key document is trusted on first use`)
+      return
+    }
+    const trusted = await peerKeys.trust(peer)
+    if (!trusted.ok) throw new Error(`cannot trust ${peer}: ${trusted.error.message}`)
+    console.log(`trusted ${peer}\n${formatPeers([trusted.value])}`)
+  } finally {
+    db.close()
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv)
   const command = positionals[0]
@@ -138,5 +215,6 @@ export async function main(argv: string[]): Promise<void> {
   if (command === 'create-user' || command === 'reset-password' || command === 'deactivate') {
     return admin(command, positionals[1], values)
   }
+  if (command === 'rotate-key' || command === 'peers') return keys(positionals, values)
   throw new Error(`unknown command ${command}\n${USAGE}`)
 }

@@ -61,6 +61,19 @@ const Limits = z.strictObject({
     .default(256 * 1024),
 })
 
+const Federation = z.strictObject({
+  /**
+   * Keys that must sign a peer's key document, instead of trust on first use: server name -> unpadded
+   * base64url Ed25519 public keys (as in the peer's `verify_keys`).
+   */
+  pinnedKeys: z.record(schema.ServerName, z.array(schema.PublicKeyB64).min(1)).default({}),
+  /**
+   * The base URL peers reach this server at (`https://acme.example`); the key document's `link` is
+   * derived from it. Default: the address the request came in on (dev and tests).
+   */
+  publicUrl: z.url({ protocol: /^https?$/ }).optional(),
+})
+
 export const ConfigSchema = z.strictObject({
   serverName: schema.ServerName,
   host: z.string().default('127.0.0.1'),
@@ -97,6 +110,7 @@ export const ConfigSchema = z.strictObject({
   /** Test builds only: shift the server's clock (fault tests). */
   clockOffsetMs: z.number().int().default(0),
   limits: Limits.default(Limits.parse({})),
+  federation: Federation.default(Federation.parse({})),
 })
 
 export type Config = z.infer<typeof ConfigSchema>

@@ -13,7 +13,10 @@ import { Checkpointer } from './db/checkpointer.ts'
 import { WalSync } from './db/wal-sync.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createServices, type Durability, type Services } from './services/index.ts'
-import { loadOrCreateServerKey } from './services/server-keys.ts'
+import { ServerKeys } from './services/server-keys.ts'
+import { ServerKeysRepo } from './db/repos/server-keys.ts'
+import { httpKeyFetcher } from './federation/key-fetcher.ts'
+import type { KeyFetcher } from './federation/peer-keys.ts'
 
 export interface RunningServer {
   /** Base URL, e.g. `http://127.0.0.1:41234`. */
@@ -29,6 +32,8 @@ export interface StartOptions {
   /** Overrides the configured clock (tests). */
   readonly clock?: Clock
   readonly logger?: Logger
+  /** Overrides how peer key documents are fetched (tests: a fake peer). Default: HTTP via `peers`. */
+  readonly keyFetcher?: KeyFetcher
 }
 
 export async function startServer(input: ConfigInput, options: StartOptions = {}): Promise<RunningServer> {
@@ -42,6 +47,18 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
   const db = openDatabase(dbPath, { synchronous: 'NORMAL' })
   // Checkpoints run in a worker thread; the inline autocheckpoint only guards against a stalled worker.
   db.pragma('wal_autocheckpoint = 100000')
+  // Keys are loaded once: a key rotated by `parley-homeserver rotate-key` is used after a restart.
+  // Loaded before any worker starts, so a missing or corrupt key stops start-up cleanly.
+  const serverKeys = await ServerKeys.open({
+    dataDir: config.dataDir,
+    serverName: config.serverName,
+    repo: new ServerKeysRepo(db),
+    clock,
+    log,
+  }).catch((err: unknown) => {
+    db.close()
+    throw err
+  })
   const checkpointer = new Checkpointer(dbPath, 250, log)
   const walSync = config.synchronous === 'FULL' ? new WalSync(`${dbPath}-wal`) : null
   const durability: Durability = {
@@ -54,8 +71,8 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
       process.exit(70)
     },
   }
-  const signer = await loadOrCreateServerKey(config.dataDir)
-  const services = createServices(config, db, signer, clock, log, durability)
+  const keyFetcher = options.keyFetcher ?? httpKeyFetcher(config.peers)
+  const services = createServices(config, db, serverKeys, clock, log, durability, keyFetcher)
   await services.media.init()
   const { app, gateway, injectWebSocket } = createApp(services)
 

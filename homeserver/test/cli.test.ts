@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { rm, stat } from 'node:fs/promises'
+import { readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -30,7 +30,10 @@ describe('admin CLI', () => {
     hs = await startTestServer({ dataDir })
     const login = await http(hs, 'POST', '/api/v1/login', { username: 'root', password: 'cli password 1' })
     expect(login.status).toBe(200)
-    expect((await stat(join(dataDir, 'server-key.json'))).mode & 0o777).toBe(0o600)
+    expect((await stat(join(dataDir, 'keys'))).mode & 0o777).toBe(0o700)
+    const keyFiles = await readdir(join(dataDir, 'keys'))
+    expect(keyFiles).toHaveLength(1)
+    for (const f of keyFiles) expect((await stat(join(dataDir, 'keys', f))).mode & 0o777).toBe(0o600)
   })
 
   it('reset-password ends live sessions on the next heartbeat and changes the password', async () => {

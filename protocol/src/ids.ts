@@ -12,6 +12,7 @@ const LOCALPART = /^[a-z0-9._=-]{1,64}$/
 const ROOM_LOCAL = /^[A-Za-z0-9_-]{22}$/
 const EVENT_ID = /^\$[A-Za-z0-9_-]{43}$/
 const DEVICE_ID = /^[A-Z0-9]{12}$/
+const KEY_ID = /^ed25519:[A-Za-z0-9_]{1,32}$/
 
 /** True for a lowercase DNS name such as `acme.example` or `acme.localhost` (no port: a name is an identity). */
 export function isServerName(name: string): boolean {
@@ -98,4 +99,14 @@ export function newDeviceId(): string {
 /** The server part of a user or room id, or `null` if malformed. */
 export function serverOf(id: string): string | null {
   return (id[0] === '!' ? parseRoomId(id) : parseUserId(id))?.server ?? null
+}
+
+/** True for a server key id: `ed25519:` and 1-32 of `A-Z a-z 0-9 _` (DESIGN.md section 6). */
+export function isKeyId(kid: string): boolean {
+  return KEY_ID.test(kid)
+}
+
+/** A fresh key id, `ed25519:` + 12 characters (72 random bits; callers still check it is unused). */
+export function newKeyId(): string {
+  return `ed25519:${toBase64Url(randomBytes(9)).replace(/-/g, '_')}`
 }

@@ -22,14 +22,32 @@ describe('migrations', () => {
     expect(MIGRATIONS.map((m) => m.version)).toEqual(MIGRATIONS.map((_, i) => i + 1))
   })
 
-  it('0001 creates STRICT tables and sets user_version', async () => {
-    const db = openDatabase(await freshPath())
-    expect(db.pragma('user_version', { simple: true })).toBe(1)
-    const tables = db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all() as Array<{
+  /** A database migrated up to `version` only. */
+  async function migratedTo(version: number): Promise<Database> {
+    const db = new BetterSqlite3(await freshPath())
+    db.pragma('foreign_keys = ON')
+    migrate(db, MIGRATIONS.slice(0, version))
+    return db
+  }
+  const tablesOf = (db: Database) =>
+    db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{
       name: string
       sql: string
     }>
-    expect(tables.map((t) => t.name).sort()).toEqual([
+
+  it('opens in WAL mode with synchronous FULL and applies every migration', async () => {
+    const db = openDatabase(await freshPath())
+    expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length)
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
+    expect(db.pragma('synchronous', { simple: true })).toBe(2) // FULL
+    db.close()
+  })
+
+  it('0001 creates STRICT tables and sets user_version', async () => {
+    const db = await migratedTo(1)
+    expect(db.pragma('user_version', { simple: true })).toBe(1)
+    const tables = tablesOf(db)
+    expect(tables.map((t) => t.name)).toEqual([
       'devices',
       'events',
       'media',
@@ -41,8 +59,67 @@ describe('migrations', () => {
       'users',
     ])
     for (const t of tables) expect(t.sql, t.name).toMatch(/STRICT/)
-    expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
-    expect(db.pragma('synchronous', { simple: true })).toBe(2) // FULL
+    db.close()
+  })
+
+  it('0002 adds STRICT server_keys, peers and peer_keys tables', async () => {
+    const db = await migratedTo(2)
+    expect(db.pragma('user_version', { simple: true })).toBe(2)
+    const added = tablesOf(db).filter((t) => ['server_keys', 'peers', 'peer_keys'].includes(t.name))
+    expect(added.map((t) => t.name)).toEqual(['peer_keys', 'peers', 'server_keys'])
+    for (const t of added) expect(t.sql, t.name).toMatch(/STRICT/)
+    db.close()
+  })
+
+  it('0002 upgrades a v1 database that holds data without losing it', async () => {
+    const db = await migratedTo(1)
+    db.prepare(
+      "INSERT INTO users (user_id, localpart, password_hash, created_ts) VALUES ('@a:acme.example', 'a', 'h', 1)",
+    ).run()
+    db.prepare(
+      `INSERT INTO rooms (room_id, kind, creator, created_ts, head_hash)
+       VALUES ('!AAAAAAAAAAAAAAAAAAAAAA:acme.example', 'group', '@a:acme.example', 2, 'x')`,
+    ).run()
+    migrate(db, MIGRATIONS)
+    expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length)
+    expect(db.prepare('SELECT user_id, localpart FROM users').all()).toEqual([
+      { user_id: '@a:acme.example', localpart: 'a' },
+    ])
+    expect(db.prepare('SELECT room_id, kind FROM rooms').all()).toEqual([
+      { room_id: '!AAAAAAAAAAAAAAAAAAAAAA:acme.example', kind: 'group' },
+    ])
+    expect(db.prepare('SELECT COUNT(*) AS n FROM server_keys').get()).toEqual({ n: 0 })
+    db.close()
+  })
+
+  it('0002 allows one current server key and 32-byte public keys only', async () => {
+    const db = await migratedTo(2)
+    const insert = db.prepare(
+      'INSERT INTO server_keys (kid, public_key, created_ts, expired_ts) VALUES (?, ?, ?, ?)',
+    )
+    insert.run('ed25519:a', Buffer.alloc(32), 1, 5)
+    insert.run('ed25519:b', Buffer.alloc(32), 5, null)
+    expect(() => insert.run('ed25519:c', Buffer.alloc(32), 6, null)).toThrow(/UNIQUE/)
+    expect(() => insert.run('ed25519:d', Buffer.alloc(31), 6, 7)).toThrow(/CHECK/)
+    expect(() => insert.run('ed25519:e', 'not a blob', 6, 7)).toThrow()
+    db.close()
+  })
+
+  it('0002 keeps peer keys only for known peers and drops them with the peer', async () => {
+    const db = await migratedTo(2)
+    const pin = db.prepare(
+      "INSERT INTO peer_keys (server_name, kid, public_key, pinned_ts) VALUES ('beta.example', ?, ?, 1)",
+    )
+    expect(() => pin.run('ed25519:a', Buffer.alloc(32))).toThrow(/FOREIGN KEY/)
+    db.prepare(
+      "INSERT INTO peers (server_name, state, first_seen_ts, updated_ts) VALUES ('beta.example', 'trusted', 1, 1)",
+    ).run()
+    pin.run('ed25519:a', Buffer.alloc(32))
+    expect(() =>
+      db.prepare("UPDATE peers SET state = 'maybe' WHERE server_name = 'beta.example'").run(),
+    ).toThrow(/CHECK/)
+    db.prepare("DELETE FROM peers WHERE server_name = 'beta.example'").run()
+    expect(db.prepare('SELECT COUNT(*) AS n FROM peer_keys').get()).toEqual({ n: 0 })
     db.close()
   })
 
@@ -99,7 +176,7 @@ describe('query plans (every hot query uses an index)', () => {
       'sync window',
       `SELECT e.* FROM events e JOIN memberships m ON m.room_id = e.room_id AND m.user_id = 'u'
        WHERE e.stream_pos > 1 AND e.stream_pos <= 5 AND (m.membership = 'join' OR e.stream_pos = m.stream_pos
-         OR (m.ever_joined = 1 AND e.stream_pos <= m.stream_pos)) ORDER BY e.stream_pos LIMIT 5`,
+         OR e.stream_pos <= m.left_pos) ORDER BY e.stream_pos LIMIT 5`,
       /SEARCH e USING INDEX events_by_room_stream \(room_id=\? AND stream_pos>\? AND stream_pos<\?\)/,
     ],
     [
@@ -119,6 +196,16 @@ describe('query plans (every hot query uses an index)', () => {
       /SEARCH t USING PRIMARY KEY.*SEARCH e USING INDEX/,
     ],
     ['token lookup', "SELECT * FROM devices WHERE access_hash = x'00'", /SEARCH devices USING INDEX/],
+    [
+      'current server key',
+      'SELECT * FROM server_keys WHERE expired_ts IS NULL',
+      /USING INDEX server_keys_one_current/,
+    ],
+    [
+      'pinned key of a peer',
+      "SELECT * FROM peer_keys WHERE server_name = 'b' AND kid = 'k'",
+      /SEARCH peer_keys USING PRIMARY KEY \(server_name=\? AND kid=\?\)/,
+    ],
   ])('%s', async (_name, sql, expected) => {
     const db = openDatabase(await freshPath())
     const p = plan(db, sql)

@@ -4,6 +4,7 @@ import type { Clock } from '../clock.ts'
 import type { Config } from '../config.ts'
 import type { Database } from '../db/database.ts'
 import { Repos } from '../db/repos/index.ts'
+import { PeerKeys, type KeyFetcher } from '../federation/peer-keys.ts'
 import type { Logger } from '../logger.ts'
 import { AccountsService, accountsOptions } from './accounts.ts'
 import { EphemeralService } from './ephemeral.ts'
@@ -15,6 +16,7 @@ import { ProfilesService } from './profiles.ts'
 import { RoomRulesImpl } from './room-rules.ts'
 import { RoomsService } from './rooms.ts'
 import { Sequencer, type Durability } from './sequencer.ts'
+import type { ServerKeys } from './server-keys.ts'
 import { SyncService } from './sync.ts'
 
 export type { Session } from './accounts.ts'
@@ -26,7 +28,12 @@ export interface Services {
   readonly clock: Clock
   readonly log: Logger
   readonly repos: Repos
+  /** The current server key (a restart picks up a rotation). */
   readonly signer: Signer
+  /** Every key this server had, and its key document. */
+  readonly serverKeys: ServerKeys
+  /** The keys we trust for each peer server. */
+  readonly peerKeys: PeerKeys
   readonly accounts: AccountsService
   readonly sequencer: Sequencer
   readonly rooms: RoomsService
@@ -42,12 +49,14 @@ export interface Services {
 export function createServices(
   config: Config,
   db: Database,
-  signer: Signer,
+  serverKeys: ServerKeys,
   clock: Clock,
   log: Logger,
   durability: Durability,
+  keyFetcher: KeyFetcher,
 ): Services {
   const repos = new Repos(db)
+  const signer = serverKeys.current
   const hasher = new PasswordHasher({
     memoryKiB: config.argon2.memoryKiB,
     iterations: config.argon2.iterations,
@@ -65,6 +74,13 @@ export function createServices(
     log,
     repos,
     signer,
+    serverKeys,
+    peerKeys: new PeerKeys(repos, clock, log, {
+      serverName: config.serverName,
+      ownKeys: serverKeys,
+      pinnedKeys: config.federation.pinnedKeys,
+      fetch: keyFetcher,
+    }),
     accounts,
     sequencer,
     rooms: new RoomsService(repos, sequencer, config.serverName),

@@ -49,7 +49,9 @@ export function up(db: Database): void {
       user_id     TEXT NOT NULL,
       membership  TEXT NOT NULL CHECK (membership IN ('invite', 'join', 'leave', 'ban')),
       level       INTEGER NOT NULL DEFAULT 0,
-      ever_joined INTEGER NOT NULL DEFAULT 0,
+      -- Stream position where the user's last period as a joined member ended (0: never left one).
+      -- A former member reads the room up to here and no further (AC-3).
+      left_pos    INTEGER NOT NULL DEFAULT 0,
       stream_pos  INTEGER NOT NULL,
       PRIMARY KEY (room_id, user_id)
     ) STRICT, WITHOUT ROWID;
@@ -64,9 +66,15 @@ export function up(db: Database): void {
       state_key   TEXT,
       sender      TEXT NOT NULL,
       origin_ts   INTEGER NOT NULL,
-      header      TEXT NOT NULL,
+      -- The rest of the signed header and of the owner's envelope (both are rebuilt from the columns,
+      -- canonical JSON being deterministic): storing them as JSON repeated room, sender, type, times.
+      v            INTEGER NOT NULL,
+      origin       TEXT NOT NULL,
+      nonce        TEXT NOT NULL,
+      content_hash TEXT NOT NULL,
+      prev         TEXT NOT NULL,
+      owner_ts     INTEGER NOT NULL,
       content     TEXT,
-      envelope    TEXT NOT NULL,
       owner_sig   TEXT,
       relates_to  TEXT,
       redacted_by TEXT,

@@ -1,6 +1,7 @@
 /** Numbered migrations, applied in order; `PRAGMA user_version` records how many have run. */
 import type { Database } from 'better-sqlite3'
 import * as m0001 from './0001-initial.ts'
+import * as m0002 from './0002-server-keys.ts'
 
 export interface Migration {
   readonly version: number
@@ -8,4 +9,7 @@ export interface Migration {
   up(db: Database): void
 }
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: '0001-initial', up: m0001.up }]
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: '0001-initial', up: m0001.up },
+  { version: 2, name: '0002-server-keys', up: m0002.up },
+]

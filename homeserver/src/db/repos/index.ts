@@ -4,15 +4,19 @@ import { DevicesRepo } from './devices.ts'
 import { EventsRepo } from './events.ts'
 import { MediaRepo } from './media.ts'
 import { MembershipsRepo } from './memberships.ts'
+import { PeersRepo } from './peers.ts'
 import { ReceiptsRepo } from './receipts.ts'
 import { RoomsRepo } from './rooms.ts'
+import { ServerKeysRepo } from './server-keys.ts'
 import { UsersRepo } from './users.ts'
 
 export type { DeviceRow } from './devices.ts'
 export type { EventRow, ClientEventRow } from './events.ts'
 export type { MediaRow } from './media.ts'
 export type { MembershipRow } from './memberships.ts'
+export type { PeerKeyRow, PeerRow, PeerState } from './peers.ts'
 export type { RoomRow } from './rooms.ts'
+export type { ServerKeyRow } from './server-keys.ts'
 export type { UserRow } from './users.ts'
 
 export class Repos {
@@ -23,6 +27,8 @@ export class Repos {
   readonly events: EventsRepo
   readonly receipts: ReceiptsRepo
   readonly media: MediaRepo
+  readonly serverKeys: ServerKeysRepo
+  readonly peers: PeersRepo
 
   constructor(readonly db: Database) {
     this.users = new UsersRepo(db)
@@ -32,5 +38,7 @@ export class Repos {
     this.events = new EventsRepo(db)
     this.receipts = new ReceiptsRepo(db)
     this.media = new MediaRepo(db)
+    this.serverKeys = new ServerKeysRepo(db)
+    this.peers = new PeersRepo(db)
   }
 }
