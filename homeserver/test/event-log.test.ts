@@ -10,9 +10,10 @@ import {
   GENESIS_PREV,
   verifyChain,
   type ChainLink,
-  type Envelope,
 } from '@parley/protocol'
 import { verifySignature } from '@parley/protocol/signing'
+import type { EventRow } from '../src/db/repos/index.ts'
+import { chainLinkOf, envelopeOf } from '../src/services/event-log.ts'
 import { connect, groupWith, register, sendText, startTestServer, type TestServer } from './helpers.ts'
 
 let hs: TestServer
@@ -21,15 +22,10 @@ beforeAll(async () => {
 })
 afterAll(() => hs.stop())
 
-function roomLog(room: string) {
+function roomLog(room: string): EventRow[] {
   return hs.services.repos.db
-    .prepare('SELECT header, content, envelope, owner_sig FROM events WHERE room_id = ? ORDER BY seq')
-    .all(room) as Array<{
-    header: string
-    content: string | null
-    envelope: string
-    owner_sig: string | null
-  }>
+    .prepare('SELECT * FROM events WHERE room_id = ? ORDER BY seq')
+    .all(room) as EventRow[]
 }
 
 describe('stored room log', () => {
@@ -52,11 +48,7 @@ describe('stored room log', () => {
     a.close()
 
     const rows = roomLog(room)
-    const links: ChainLink[] = rows.map((r) => ({
-      header: JSON.parse(r.header),
-      content: r.content === null ? null : JSON.parse(r.content),
-      envelope: JSON.parse(r.envelope),
-    }))
+    const links: ChainLink[] = rows.map(chainLinkOf)
     expect(links.some((l) => l.content === null)).toBe(true)
     expect(verifyChain(room, 0, GENESIS_PREV, links)).toMatchObject({ ok: true })
 
@@ -65,7 +57,7 @@ describe('stored room log', () => {
     expect(signed.length).toBeLessThan(rows.length) // pipelined sends shared signatures
     expect(rows.at(-1)!.owner_sig).not.toBeNull() // the head is always signed
     for (const r of signed) {
-      const envelope = JSON.parse(r.envelope) as Envelope
+      const envelope = envelopeOf(r)
       expect(
         verifySignature(
           hs.services.signer.publicKey,
@@ -82,11 +74,7 @@ describe('stored room log', () => {
     const a = await connect(hs, alice)
     await sendText(a, room, 'original')
     a.close()
-    const links: ChainLink[] = roomLog(room).map((r) => ({
-      header: JSON.parse(r.header),
-      content: r.content === null ? null : JSON.parse(r.content),
-      envelope: JSON.parse(r.envelope),
-    }))
+    const links: ChainLink[] = roomLog(room).map(chainLinkOf)
     const last = links.at(-1)!
     ;(last.content as { body: string }).body = 'forged'
     expect(verifyChain(room, 0, GENESIS_PREV, links)).toMatchObject({

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { eventIdOf } from '@parley/protocol'
+import { headerOf } from '../src/services/event-log.ts'
 import {
   connect,
   createRoom,
@@ -280,7 +282,8 @@ describe('messages', () => {
     expect(stored.redacted_by).toBe(red.event_id)
     const row = hs.services.repos.events.get(msg.event_id as string)!
     expect(row.content).toBeNull()
-    expect(row.header).toContain('content_hash')
+    // The header keeps the content's hash, so the event id still verifies.
+    expect(eventIdOf(headerOf(row))).toBe(msg.event_id)
   })
 
   it('reactions: one per key per person, removable by redaction', async () => {

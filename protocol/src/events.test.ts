@@ -357,3 +357,27 @@ describe('verifyChain', () => {
     )
   })
 })
+
+describe('verifyChain on untrusted links', () => {
+  it('reports a fault instead of throwing for values with no canonical form', async () => {
+    await sodiumReady()
+    const room = '!AAAAAAAAAAAAAAAAAAAAAA:acme.example'
+    const header = buildHeader({
+      room,
+      type: 'm.message',
+      sender: '@a:acme.example',
+      origin: 'acme.example',
+      originTs: 1,
+      content: { body: 'x' },
+    })
+    const envelope = { room, seq: 1, event_id: eventIdOf(header), prev: GENESIS_PREV, owner_ts: 1 }
+    const floatHeader = { ...header, origin_ts: 1.5 }
+    expect(
+      verifyChain(room, 0, GENESIS_PREV, [{ header: floatHeader, content: { body: 'x' }, envelope }]),
+    ).toMatchObject({ ok: false, fault: 'bad_event_id' })
+    expect(verifyChain(room, 0, GENESIS_PREV, [{ header, content: { body: 1.5 }, envelope }])).toMatchObject({
+      ok: false,
+      fault: 'bad_content_hash',
+    })
+  })
+})

@@ -11,7 +11,7 @@
  * Content sits outside the signed bytes behind its hash, so a redaction can drop it and the event still
  * verifies. The owner signs the newest envelope of each committed batch; the chain covers the rest.
  */
-import { canonicalJson, type JsonObject } from './canonical-json.ts'
+import { canonicalJson, tryCanonicalJson, type JsonObject } from './canonical-json.ts'
 import { blake2b256 } from './crypto/hash.ts'
 import { concatBytes, pooledRandomBytes, toBase64Url, utf8 } from './encoding.ts'
 
@@ -156,10 +156,20 @@ export function verifyChain(
     if (envelope.room !== room || header.room !== room) return { ok: false, fault: 'bad_room', index: i }
     if (envelope.seq !== expectedSeq) return { ok: false, fault: 'bad_seq', index: i }
     if (envelope.prev !== expectedPrev) return { ok: false, fault: 'bad_prev', index: i }
-    if (eventIdOf(header) !== envelope.event_id) return { ok: false, fault: 'bad_event_id', index: i }
-    if (content !== null && contentHash(content) !== header.content_hash)
-      return { ok: false, fault: 'bad_content_hash', index: i }
-    expectedPrev = envelopeHash(envelope)
+    // Untrusted links may hold values with no canonical form (floats, lone surrogates): a fault, not a throw.
+    const headerText = tryCanonicalJson(header)
+    if (headerText === null || eventIdOfCanonical(headerText) !== envelope.event_id) {
+      return { ok: false, fault: 'bad_event_id', index: i }
+    }
+    if (content !== null) {
+      const contentText = tryCanonicalJson(content)
+      if (contentText === null || hashCanonicalText(contentText) !== header.content_hash) {
+        return { ok: false, fault: 'bad_content_hash', index: i }
+      }
+    }
+    const envelopeText = tryCanonicalJson(envelope)
+    if (envelopeText === null) return { ok: false, fault: 'bad_seq', index: i }
+    expectedPrev = hashCanonicalText(envelopeText)
     expectedSeq++
   }
   return { ok: true, head: expectedPrev }

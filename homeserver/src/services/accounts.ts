@@ -137,8 +137,13 @@ export class AccountsService {
   ): Promise<AuthResponse> {
     const ipWait = this.#ipAttempts.take(address)
     if (ipWait > 0) throw new ParleyError('P_LIMIT_EXCEEDED', 'too many login attempts', ipWait)
-    const localpart = username.startsWith('@') ? username.slice(1).split(':')[0]! : username.toLowerCase()
-    const id = `@${localpart}:${this.options.serverName}`
+    // `alice`, `Alice` and `@alice:our.server` name the same account; another server's id names none here.
+    const name = username.toLowerCase()
+    const [localpart, server] = name.startsWith('@')
+      ? name.slice(1).split(':')
+      : [name, this.options.serverName]
+    // `id` keys the failure limit even for names that cannot exist, so they cost a guesser the same.
+    const id = server === this.options.serverName ? `@${localpart}:${server}` : name
     // Reserve a failure before the (slow, async) verify and give it back on success: a peek here would
     // let any number of concurrent guesses through before the first failure is counted (AUTH-5).
     const accountWait = this.#accountFailures.take(id)

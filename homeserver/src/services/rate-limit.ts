@@ -64,6 +64,33 @@ export class RateLimiter {
   }
 }
 
+/** One token bucket (per connection, say): nothing to clean up when its owner goes away. */
+export class TokenBucket {
+  #tokens: number
+  #updated: number
+  readonly #perMs: number
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly capacity: number,
+    refillPerSecond: number,
+  ) {
+    this.#tokens = capacity
+    this.#updated = clock.now()
+    this.#perMs = refillPerSecond / 1000
+  }
+
+  /** Takes one token; false if none is left. */
+  take(): boolean {
+    const now = this.clock.now()
+    this.#tokens = Math.min(this.capacity, this.#tokens + (now - this.#updated) * this.#perMs)
+    this.#updated = now
+    if (this.#tokens < 1) return false
+    this.#tokens -= 1
+    return true
+  }
+}
+
 /** Bounds concurrent work (argon2 hashes): at most `limit` at once, the rest queue up to `maxQueue`. */
 export class Semaphore {
   #active = 0

@@ -169,26 +169,33 @@ export class RoomRulesImpl implements RoomRules {
         this.#checkInvitee(target)
         return
       }
-      case 'leave':
+      case 'leave': {
         if (target === draft.sender) {
           if (theirs?.membership !== 'join' && theirs?.membership !== 'invite') throw notMember()
           return
         }
-        // Kick (from join or invite) or unban (from ban).
-        this.#checkModeration(room, joined(me), theirs, 'remove')
-        if (
-          theirs?.membership !== 'join' &&
-          theirs?.membership !== 'invite' &&
-          theirs?.membership !== 'ban'
-        ) {
+        const mine = joined(me)
+        if (draft.intent === 'unban') {
+          this.#checkModeration(room, mine, theirs, 'unban')
+          if (theirs?.membership !== 'ban') throw new ParleyError('P_NOT_FOUND', 'that user is not banned')
+          return
+        }
+        this.#checkModeration(room, mine, theirs, 'remove')
+        if (theirs?.membership === 'ban')
+          throw new ParleyError('P_BAD_REQUEST', 'that user is banned: use unban')
+        if (theirs?.membership !== 'join' && theirs?.membership !== 'invite') {
           throw new ParleyError('P_NOT_FOUND', 'that user is not in this room')
         }
         return
-      case 'ban':
+      }
+      case 'ban': {
+        // Membership first: a stranger learns nothing about the room (AC-2).
+        const mine = joined(me)
         if (target === draft.sender) throw new ParleyError('P_BAD_REQUEST', 'you cannot ban yourself')
-        this.#checkModeration(room, joined(me), theirs, 'ban')
+        this.#checkModeration(room, mine, theirs, 'ban')
         if (theirs?.membership === 'ban') throw new ParleyError('P_CONFLICT', 'already banned')
         return
+      }
     }
   }
 
@@ -253,9 +260,13 @@ export class RoomRulesImpl implements RoomRules {
       case 'm.room.topic':
         this.repos.rooms.setTopic(room, draft.content.topic as string)
         return
-      case 'm.redaction':
-        this.repos.events.redact(draft.content.target as string, event.event_id)
+      case 'm.redaction': {
+        const target = draft.content.target as string
+        this.repos.events.redact(target, event.event_id)
+        // A deleted message must not live on in its edits, which carry its text.
+        this.repos.events.redactEdits(target, event.event_id)
         return
+      }
     }
   }
 }

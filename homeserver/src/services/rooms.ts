@@ -11,7 +11,7 @@ import {
 import type { Repos } from '../db/repos/index.ts'
 import { clientEvent } from './event-json.ts'
 import { notMember } from './room-rules.ts'
-import type { Draft, Sequencer } from './sequencer.ts'
+import type { Draft, LeaveIntent, Sequencer } from './sequencer.ts'
 
 export class RoomsService {
   constructor(
@@ -24,9 +24,16 @@ export class RoomsService {
     return this.sequencer.submit(draft)
   }
 
-  #member(room: string, sender: string, target: string, membership: string, reason?: string) {
+  #member(
+    room: string,
+    sender: string,
+    target: string,
+    membership: string,
+    reason?: string,
+    intent?: LeaveIntent,
+  ) {
     const content: JsonObject = reason === undefined ? { membership } : { membership, reason }
-    return this.#submit({ room, type: 'm.member', stateKey: target, sender, content })
+    return this.#submit({ room, type: 'm.member', stateKey: target, sender, content, intent })
   }
 
   /** Creates a room; its creation, the creator's join, settings and invites commit together, in order. */
@@ -69,22 +76,13 @@ export class RoomsService {
   }
   kick(userId: string, room: string, target: string, reason?: string) {
     if (target === userId) throw new ParleyError('P_BAD_REQUEST', 'use leave to leave a room')
-    const theirs = this.repos.memberships.get(room, target)
-    if (theirs?.membership === 'ban') {
-      this.#requireJoined(room, userId) // strangers learn nothing about who is banned where (AC-1)
-      throw new ParleyError('P_BAD_REQUEST', 'that user is banned: use unban')
-    }
-    return this.#member(room, userId, target, 'leave', reason)
+    return this.#member(room, userId, target, 'leave', reason, 'kick')
   }
   ban(userId: string, room: string, target: string, reason?: string) {
     return this.#member(room, userId, target, 'ban', reason)
   }
   unban(userId: string, room: string, target: string) {
-    if (this.repos.memberships.get(room, target)?.membership !== 'ban') {
-      this.#requireJoined(room, userId)
-      throw new ParleyError('P_NOT_FOUND', 'that user is not banned')
-    }
-    return this.#member(room, userId, target, 'leave')
+    return this.#member(room, userId, target, 'leave', undefined, 'unban')
   }
 
   async settings(
@@ -173,11 +171,11 @@ export class RoomsService {
     limit: number,
   ): { events: ClientEvent[]; next_before?: number } {
     const me = this.repos.memberships.get(room, userId)
-    if (!me || me.membership === 'invite' || (me.membership !== 'join' && !me.ever_joined)) throw notMember()
+    if (!me || (me.membership !== 'join' && me.left_pos === 0)) throw notMember()
     const roomRow = this.repos.rooms.get(room)!
     let upto = (before ?? roomRow.last_seq + 1) - 1
     if (me.membership !== 'join') {
-      const leaveSeq = this.repos.events.seqAtStream(room, me.stream_pos) ?? 0
+      const leaveSeq = this.repos.events.seqAtStream(room, me.left_pos) ?? 0
       upto = Math.min(upto, leaveSeq)
     }
     // Only durable events: a commit whose fsync is still running is not shown to anyone yet.

@@ -25,6 +25,12 @@ import type { Database } from '../db/database.ts'
 import type { ClientEventRow, Repos } from '../db/repos/index.ts'
 import type { Logger } from '../logger.ts'
 
+/** Most drafts written in one transaction. */
+const MAX_BATCH = 2000
+
+/** The two meanings of setting someone else's membership to `leave`. */
+export type LeaveIntent = 'kick' | 'unban'
+
 /** An event to be sequenced. */
 export interface Draft {
   readonly room: string
@@ -34,6 +40,11 @@ export interface Draft {
   readonly content: JsonObject
   /** Canonical JSON of `content`, if the caller already computed it. */
   readonly contentJson?: string
+  /**
+   * What a `leave` of someone else means: a kick (from join or invite) or an unban (from ban). Checked
+   * inside the transaction, so a kick racing a ban cannot turn into an unban. Not stored.
+   */
+  readonly intent?: LeaveIntent | undefined
   /** Makes the send idempotent per device. */
   readonly txn?: { readonly deviceId: string; readonly txnId: string }
 }
@@ -106,6 +117,8 @@ export class Sequencer {
   #committedHead: number
   #lastDelivery: Promise<void> = Promise.resolve()
   #syncing = false
+  /** An fsync failed: nothing more is accepted (the process is expected to stop). */
+  #failed = false
   readonly #listeners: Array<(events: readonly CommittedEvent[]) => void> = []
   readonly #deliveryHooks: DeliveryHooks[] = []
 
@@ -132,6 +145,7 @@ export class Sequencer {
   async drain(): Promise<void> {
     for (;;) {
       this.flush()
+      if (this.#failed) return
       if (this.#syncing) await this.#lastDelivery
       else if (this.#queue.length === 0) return
     }
@@ -157,11 +171,15 @@ export class Sequencer {
    * delivery bracket: the hot path uses it so an ack leaves in the same socket write as the batch.
    */
   submitWith(draft: Draft, resolve: (event: CommittedEvent) => void, reject: (err: unknown) => void): void {
+    if (this.#failed) return reject(new ParleyError('P_STORAGE', 'storage failure: not accepting writes'))
     this.#queue.push({ draft, originTs: this.clock.now(), resolve, reject })
-    if (!this.#scheduled) {
-      this.#scheduled = true
-      setImmediate(() => this.flush())
-    }
+    this.#schedule()
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return
+    this.#scheduled = true
+    setImmediate(() => this.flush())
   }
 
   /** Writes everything queued in one transaction. Public for shutdown and tests. */
@@ -169,9 +187,10 @@ export class Sequencer {
     this.#scheduled = false
     // While an fsync runs, drafts keep queuing; its completion commits them all in one transaction
     // (group commit: one commit and one fsync per round, however many sends arrive meanwhile).
-    if (this.#syncing) return
-    const batch = this.#queue
-    this.#queue = []
+    if (this.#syncing || this.#failed) return
+    // A bounded transaction: a backlog after a slow fsync is written in rounds, not in one long stall.
+    const batch = this.#queue.length <= MAX_BATCH ? this.#queue : this.#queue.splice(0, MAX_BATCH)
+    if (batch === this.#queue) this.#queue = []
     if (batch.length === 0) return
 
     const outcomes: Outcome[] = []
@@ -244,9 +263,13 @@ export class Sequencer {
           state_key: draft.stateKey ?? null,
           sender: draft.sender,
           origin_ts: originTs,
-          header: headerJson,
+          v: header.v,
+          origin: header.origin,
+          nonce: header.nonce,
+          content_hash: header.content_hash,
+          prev: envelope.prev,
+          owner_ts: envelope.owner_ts,
           content: contentJson,
-          envelope: envelopeJson,
           relates_to: relatesTo,
         })
         if (draft.txn) this.repos.events.insertTxn(draft.txn.deviceId, draft.txn.txnId, eventId, originTs)
@@ -285,13 +308,19 @@ export class Sequencer {
       this.log.error({ err: String(err), batch: batch.length }, 'commit failed')
       const failure = storageError(err)
       for (const p of batch) p.reject(failure)
+      if (this.#queue.length > 0) this.#schedule()
       return
     }
     this.#committedHead = stream
-    this.durability.committed()
     const item: Committed = { stream, committed, batch, outcomes }
     const sync = this.durability.sync
-    if (!sync) return this.#deliver([item])
+    // Nothing written (all refused or repeated txns): nothing to wait for.
+    if (!sync || committed.length === 0) {
+      this.#deliver([item])
+      if (this.#queue.length > 0) this.#schedule()
+      return
+    }
+    this.durability.committed()
     // Acks, fan-out and readers wait for the fsync.
     this.#syncing = true
     this.#lastDelivery = sync().then(
@@ -300,7 +329,13 @@ export class Sequencer {
         this.#deliver([item])
         if (this.#queue.length > 0) this.flush()
       },
-      (err: unknown) => this.durability.fatal(err),
+      (err: unknown) => {
+        // Durability unknown: never ack, never retry the fsync; refuse everything from now on.
+        this.#failed = true
+        const failure = new ParleyError('P_STORAGE', 'storage failure: nothing was acknowledged')
+        for (const p of [...batch, ...this.#queue.splice(0)]) p.reject(failure)
+        this.durability.fatal(err)
+      },
     )
   }
 
@@ -310,7 +345,14 @@ export class Sequencer {
     try {
       for (const item of items) {
         this.#streamHead = item.stream
-        for (const listener of this.#listeners) listener(item.committed)
+        for (const listener of this.#listeners) {
+          // A failing listener (fan-out, federation) must not keep the batch from being acked.
+          try {
+            listener(item.committed)
+          } catch (err) {
+            this.log.error({ err: String(err), stack: (err as Error).stack }, 'commit listener failed')
+          }
+        }
         this.#settle(item.batch, item.outcomes)
       }
     } finally {

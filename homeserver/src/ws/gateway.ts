@@ -10,7 +10,7 @@ import type { WebSocket } from 'ws'
 import { CLOSE_CODES, ParleyError } from '@parley/protocol'
 import { ClientFrame, parseJson, type ClientFrame as Frame } from '@parley/protocol/schema'
 import type { LiveConnection, Services, Session } from '../services/index.ts'
-import { RateLimiter } from '../services/rate-limit.ts'
+import { TokenBucket } from '../services/rate-limit.ts'
 
 const OPEN = 1
 
@@ -18,7 +18,6 @@ export class Gateway {
   readonly #conns = new Set<ClientConnection>()
   readonly #perIp = new Map<string, number>()
   readonly #heartbeat: ReturnType<typeof setInterval>
-  readonly frameLimiter: RateLimiter
   #drained: (() => void) | null = null
   /** While a committed batch is delivered, sockets are corked so each gets one write per batch. */
   #delivering = false
@@ -26,11 +25,6 @@ export class Gateway {
   readonly #corked = new Set<WebSocket>()
 
   constructor(readonly services: Services) {
-    this.frameLimiter = new RateLimiter(
-      services.clock,
-      services.config.limits.frameBurst,
-      services.config.limits.framesPerSecond,
-    )
     services.accounts.onRevoke((ids) =>
       services.hub.closeDevices(ids, CLOSE_CODES.UNAUTHORIZED, 'session revoked'),
     )
@@ -76,7 +70,7 @@ export class Gateway {
     let conn: ClientConnection | null = null
     return {
       onOpen: (_evt, ws) => {
-        conn = new ClientConnection(this, ws.raw!, ip)
+        conn = new ClientConnection(this, ws.raw!)
         this.#conns.add(conn)
         this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1)
       },
@@ -117,14 +111,15 @@ class ClientConnection implements LiveConnection {
   #backlogAtBatch = 0
   #batchSeen = -1
   readonly #authTimer: ReturnType<typeof setTimeout>
-  readonly #id: string
+  /** Frames of any kind: bounds the parsing work one socket can cause. */
+  readonly #frames: TokenBucket
 
   constructor(
     private readonly gateway: Gateway,
     private readonly ws: WebSocket,
-    ip: string,
   ) {
-    this.#id = `${ip}#${Math.random().toString(36).slice(2)}`
+    const { limits } = gateway.services.config
+    this.#frames = new TokenBucket(gateway.services.clock, limits.frameBurst, limits.framesPerSecond)
     this.#authTimer = setTimeout(
       () => this.close(CLOSE_CODES.UNAUTHORIZED, 'authentication timeout'),
       gateway.services.config.limits.authTimeoutMs,
@@ -218,7 +213,7 @@ class ClientConnection implements LiveConnection {
       this.#error(new ParleyError('P_UNKNOWN_TOKEN', 'access token expired'))
       return this.close(CLOSE_CODES.UNAUTHORIZED, 'session expired')
     }
-    if (this.gateway.frameLimiter.take(this.#id) > 0) {
+    if (!this.#frames.take()) {
       this.close(CLOSE_CODES.POLICY, 'too many frames')
       return
     }
@@ -310,7 +305,11 @@ class ClientConnection implements LiveConnection {
           throw err
         }
         const txnId = frame.txn_id
-        s.messages.send(session, frame).then(
+        // Callbacks, not a promise: the ack leaves inside the delivery bracket, in the same corked
+        // write as the batch, and validation errors answer at once, in frame order.
+        s.messages.sendWith(
+          session,
+          frame,
           (event) =>
             this.send(
               `{"type":"sent","txn_id":${JSON.stringify(txnId)},"event_id":"${event.event_id}","seq":${event.seq}}`,

@@ -9,9 +9,13 @@ export interface EventRow {
   state_key: string | null
   sender: string
   origin_ts: number
-  header: string
+  v: number
+  origin: string
+  nonce: string
+  content_hash: string
+  prev: string
+  owner_ts: number
   content: string | null
-  envelope: string
   owner_sig: string | null
   relates_to: string | null
   redacted_by: string | null
@@ -43,14 +47,19 @@ export class EventsRepo {
       string | null,
       string,
       number,
+      number,
       string,
+      string,
+      string,
+      string,
+      number,
       string | null,
-      string,
       string | null,
     ]
   >
   readonly #setOwnerSig: Statement<[string, string]>
   readonly #redact: Statement<[string, string]>
+  readonly #redactEdits: Statement<[string, string]>
   readonly #byId: Statement<[string], EventRow>
   readonly #maxStream: Statement<[], { m: number | null }>
   readonly #history: Statement<[string, number, number, number], ClientEventRow>
@@ -65,11 +74,14 @@ export class EventsRepo {
 
   constructor(db: Database) {
     this.#insert = db.prepare(
-      `INSERT INTO events (stream_pos, room_id, seq, event_id, type, state_key, sender, origin_ts, header, content,
-         envelope, relates_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO events (stream_pos, room_id, seq, event_id, type, state_key, sender, origin_ts, v, origin, nonce,
+         content_hash, prev, owner_ts, content, relates_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     this.#setOwnerSig = db.prepare('UPDATE events SET owner_sig = ? WHERE event_id = ?')
     this.#redact = db.prepare('UPDATE events SET content = NULL, redacted_by = ? WHERE event_id = ?')
+    this.#redactEdits = db.prepare(
+      "UPDATE events SET content = NULL, redacted_by = ? WHERE relates_to = ? AND type = 'm.edit' AND redacted_by IS NULL",
+    )
     this.#byId = db.prepare('SELECT * FROM events WHERE event_id = ?')
     this.#maxStream = db.prepare('SELECT MAX(stream_pos) AS m FROM events')
     this.#history = db.prepare(
@@ -85,7 +97,7 @@ export class EventsRepo {
        WHERE e.stream_pos > ? AND e.stream_pos <= ?
          AND (m.membership = 'join'
               OR e.stream_pos = m.stream_pos
-              OR (m.ever_joined = 1 AND e.stream_pos <= m.stream_pos))
+              OR e.stream_pos <= m.left_pos)
        ORDER BY e.stream_pos LIMIT ?`,
     )
     this.#txn = db.prepare(
@@ -120,9 +132,13 @@ export class EventsRepo {
       row.state_key,
       row.sender,
       row.origin_ts,
-      row.header,
+      row.v,
+      row.origin,
+      row.nonce,
+      row.content_hash,
+      row.prev,
+      row.owner_ts,
       row.content,
-      row.envelope,
       row.relates_to,
     )
   }
@@ -132,6 +148,10 @@ export class EventsRepo {
   /** Drops an event's content; its header (and so its id and signatures) stays verifiable. */
   redact(eventId: string, redactedBy: string): void {
     this.#redact.run(redactedBy, eventId)
+  }
+  /** Drops the content of every edit of `target` (they carry its text). */
+  redactEdits(target: string, redactedBy: string): void {
+    this.#redactEdits.run(redactedBy, target)
   }
   get(eventId: string): EventRow | undefined {
     return this.#byId.get(eventId)

@@ -6,14 +6,15 @@ export interface MembershipRow {
   user_id: string
   membership: Membership
   level: number
-  ever_joined: number
+  /** Stream position where the last joined period ended; 0 if the user never left a joined state. */
+  left_pos: number
   /** Stream position of the event that set this membership. */
   stream_pos: number
 }
 
 export class MembershipsRepo {
   readonly #get: Statement<[string, string], MembershipRow>
-  readonly #upsert: Statement<[string, string, string, number, number, number]>
+  readonly #upsert: Statement<[string, string, string, number, number]>
   readonly #setLevel: Statement<[number, string, string]>
   readonly #forRoom: Statement<[string], MembershipRow>
   readonly #forUser: Statement<[string], MembershipRow>
@@ -22,9 +23,9 @@ export class MembershipsRepo {
   constructor(db: Database) {
     this.#get = db.prepare('SELECT * FROM memberships WHERE room_id = ? AND user_id = ?')
     this.#upsert = db.prepare(
-      `INSERT INTO memberships (room_id, user_id, membership, level, ever_joined, stream_pos) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
-         ever_joined = max(ever_joined, excluded.ever_joined), stream_pos = excluded.stream_pos,
+      `INSERT INTO memberships (room_id, user_id, membership, level, stream_pos) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, stream_pos = excluded.stream_pos,
+         left_pos = CASE WHEN membership = 'join' AND excluded.membership != 'join' THEN excluded.stream_pos ELSE left_pos END,
          level = CASE WHEN excluded.membership = 'join' THEN level ELSE 0 END`,
     )
     this.#setLevel = db.prepare('UPDATE memberships SET level = ? WHERE room_id = ? AND user_id = ?')
@@ -40,7 +41,7 @@ export class MembershipsRepo {
   }
   /** Records a membership change. Leaving resets the level; the level of a (re)joining user is kept at 0 unless set. */
   set(roomId: string, userId: string, membership: Membership, streamPos: number): void {
-    this.#upsert.run(roomId, userId, membership, 0, membership === 'join' ? 1 : 0, streamPos)
+    this.#upsert.run(roomId, userId, membership, 0, streamPos)
   }
   setLevel(roomId: string, userId: string, level: number): void {
     this.#setLevel.run(level, roomId, userId)
