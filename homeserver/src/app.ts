@@ -29,6 +29,10 @@ export function createApp(services: Services) {
   app.use(async (c, next) => {
     c.set('services', services)
     await next()
+    // Writes outside the sequencer (sign-up, login, refresh, logout, profile, media rows) are answered
+    // only once durable too: a power cut must not bring back a revoked token or forget a new one.
+    if (c.req.method !== 'GET' && c.req.path.startsWith('/api/') && c.res.status < 500)
+      await services.durable()
     c.header('X-Content-Type-Options', 'nosniff')
     if (c.req.path.startsWith('/api/')) c.header('Cache-Control', 'no-store')
   })

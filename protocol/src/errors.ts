@@ -80,6 +80,4 @@ export const CLOSE_CODES = {
   POLICY: 4008,
   /** The client did not read fast enough; reconnect and resume from the cursor. */
   SLOW_CONSUMER: 4009,
-  /** No pong to two pings. */
-  IDLE: 4010,
 } as const

@@ -25,7 +25,8 @@ export function openDatabase(path: string, options: OpenOptions = {}): Database 
     db.pragma(`synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`)
     db.pragma('foreign_keys = ON')
     db.pragma('busy_timeout = 5000')
-    // Checkpoint less often: measured 38k -> 54k rows/s here (PERF.md).
+    // Checkpoint less often: 38k -> 54k rows/s on this machine kind (shared/PERF.md). The server
+    // raises it further and checkpoints in a worker thread (db/checkpointer.ts).
     db.pragma('wal_autocheckpoint = 10000')
     if (!options.readonly) migrate(db, MIGRATIONS)
     return db

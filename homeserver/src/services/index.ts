@@ -44,6 +44,8 @@ export interface Services {
   readonly ephemeral: EphemeralService
   readonly media: MediaService
   readonly profiles: ProfilesService
+  /** Resolves once every write so far is as durable as configured (for answers outside the sequencer). */
+  durable(): Promise<void>
 }
 
 export function createServices(
@@ -91,5 +93,6 @@ export function createServices(
     ephemeral: new EphemeralService(repos, members, hub, clock),
     media: new MediaService(repos, config.dataDir, clock),
     profiles: new ProfilesService(repos),
+    durable: () => durability.sync?.() ?? Promise.resolve(),
   }
 }

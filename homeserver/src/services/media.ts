@@ -3,7 +3,7 @@
  * AC-5), readable by the uploader and the members of the room it was uploaded to.
  */
 import { createHash } from 'node:crypto'
-import { mkdir, rename, writeFile, readFile } from 'node:fs/promises'
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ParleyError, randomBytes, toBase64Url } from '@parley/protocol'
 import type { Clock } from '../clock.ts'
@@ -36,8 +36,26 @@ export class MediaService {
     const sha256 = createHash('sha256').update(bytes).digest('hex')
     const path = join(this.#dir, sha256)
     const tmp = `${path}.${toBase64Url(randomBytes(6))}.tmp`
-    await writeFile(tmp, bytes, { mode: 0o600 })
-    await rename(tmp, path)
+    // Durable before the row that points at it: write, fsync, rename, fsync the directory.
+    try {
+      const file = await open(tmp, 'wx', 0o600)
+      try {
+        await file.writeFile(bytes)
+        await file.sync()
+      } finally {
+        await file.close()
+      }
+      await rename(tmp, path)
+    } catch (err) {
+      await rm(tmp, { force: true })
+      throw err
+    }
+    const dir = await open(this.#dir, 'r')
+    try {
+      await dir.sync()
+    } finally {
+      await dir.close()
+    }
     const row: MediaRow = {
       media_id: toBase64Url(randomBytes(16)),
       owner: userId,

@@ -135,7 +135,9 @@ export class RoomsService {
     const room = this.repos.rooms.get(roomId)!
     const joined = membership === 'join'
     const receipt = joined ? this.repos.receipts.get(roomId, userId) : undefined
-    const last = joined ? this.repos.events.lastMessage(roomId) : undefined
+    // Summaries show durable events only, like sync and history.
+    const head = this.sequencer.streamHead
+    const last = joined ? this.repos.events.lastMessage(roomId, head) : undefined
     const summary: RoomSummary = {
       room_id: roomId,
       kind: room.kind,
@@ -145,8 +147,8 @@ export class RoomsService {
       membership,
       role: roleOfLevel(level),
       members: this.repos.memberships.joinedCount(roomId),
-      unread: joined ? this.repos.events.unreadCount(roomId, receipt?.seq ?? 0, userId) : 0,
-      last_seq: joined ? room.last_seq : 0,
+      unread: joined ? this.repos.events.unreadCount(roomId, receipt?.seq ?? 0, userId, head) : 0,
+      last_seq: joined ? this.repos.events.lastSeq(roomId, head) : 0,
     }
     if (last) summary.last_event = clientEvent(last)
     return summary

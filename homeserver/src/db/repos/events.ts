@@ -66,8 +66,9 @@ export class EventsRepo {
   readonly #visibleSince: Statement<[string, number, number, number], ClientEventRow>
   readonly #txn: Statement<[string, string], { event_id: string; seq: number; room_id: string }>
   readonly #insertTxn: Statement<[string, string, string, number]>
-  readonly #unread: Statement<[string, number, string], { n: number }>
-  readonly #lastMessage: Statement<[string], ClientEventRow>
+  readonly #unread: Statement<[string, number, string, number], { n: number }>
+  readonly #lastMessage: Statement<[string, number], ClientEventRow>
+  readonly #lastSeq: Statement<[string, number], { seq: number }>
   readonly #reactionExists: Statement<[string, string, string], { event_id: string; content: string | null }>
   readonly #count: Statement<[string], { n: number }>
   readonly #seqAtStream: Statement<[string, number], { seq: number }>
@@ -109,10 +110,13 @@ export class EventsRepo {
     )
     this.#unread = db.prepare(
       `SELECT COUNT(*) AS n FROM events WHERE room_id = ? AND seq > ? AND type = 'm.message'
-         AND sender != ? AND redacted_by IS NULL`,
+         AND sender != ? AND redacted_by IS NULL AND stream_pos <= ?`,
     )
     this.#lastMessage = db.prepare(
-      `SELECT e.stream_pos, e.room_id, e.seq, e.event_id, e.type, e.state_key, e.sender, e.origin_ts, e.content, e.redacted_by FROM events e WHERE e.room_id = ? AND e.type = 'm.message' ORDER BY e.seq DESC LIMIT 1`,
+      `SELECT e.stream_pos, e.room_id, e.seq, e.event_id, e.type, e.state_key, e.sender, e.origin_ts, e.content, e.redacted_by FROM events e WHERE e.room_id = ? AND e.type = 'm.message' AND e.stream_pos <= ? ORDER BY e.seq DESC LIMIT 1`,
+    )
+    this.#lastSeq = db.prepare(
+      'SELECT seq FROM events WHERE room_id = ? AND stream_pos <= ? ORDER BY stream_pos DESC LIMIT 1',
     )
     this.#reactionExists = db.prepare(
       `SELECT event_id, content FROM events WHERE relates_to = ? AND type = 'm.reaction' AND sender = ?
@@ -172,11 +176,16 @@ export class EventsRepo {
   insertTxn(deviceId: string, txnId: string, eventId: string, now: number): void {
     this.#insertTxn.run(deviceId, txnId, eventId, now)
   }
-  unreadCount(roomId: string, afterSeq: number, userId: string): number {
-    return this.#unread.get(roomId, afterSeq, userId)!.n
+  /** Messages from others after `afterSeq`, up to stream position `upto`. */
+  unreadCount(roomId: string, afterSeq: number, userId: string, upto: number): number {
+    return this.#unread.get(roomId, afterSeq, userId, upto)!.n
   }
-  lastMessage(roomId: string): ClientEventRow | undefined {
-    return this.#lastMessage.get(roomId)
+  /** The seq of the room's newest event at or before stream position `upto` (0 if none). */
+  lastSeq(roomId: string, upto: number): number {
+    return this.#lastSeq.get(roomId, upto)?.seq ?? 0
+  }
+  lastMessage(roomId: string, upto: number): ClientEventRow | undefined {
+    return this.#lastMessage.get(roomId, upto)
   }
   /** The sender's live reactions to `target` in `roomId`. */
   reactions(
