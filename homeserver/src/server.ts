@@ -92,11 +92,15 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
   })
   // Slow or partial headers are dropped quickly (WS-5); upgraded sockets are policed by the gateway.
   server.headersTimeout = 10_000
-  server.requestTimeout = 30_000
+  // Whole requests (a 10 MiB upload on a slow link) get two minutes; headers get ten seconds.
+  server.requestTimeout = 120_000
   // A connection that never sends a byte is not covered by headersTimeout: cut idle sockets too.
   // (ws clears this on upgrade; the gateway polices WebSockets itself.)
   server.timeout = 30_000
   injectWebSocket(server)
+  // Housekeeping: sessions that can never be refreshed again are deleted hourly.
+  const housekeeping = setInterval(() => services.accounts.purgeExpired(), 3600_000)
+  housekeeping.unref()
   const port = (server.address() as AddressInfo).port
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
   const url = `http://${host}:${port}`
@@ -111,6 +115,7 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
     close() {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
+        clearInterval(housekeeping)
         const drained = gateway.close()
         server.closeAllConnections()
         await Promise.all([stopped, drained])

@@ -275,6 +275,14 @@ export class AccountsService {
     this.logoutAll(userId)
   }
 
+  /** Deletes devices whose sessions expired for good (and their spent refresh tokens). Returns how many. */
+  purgeExpired(): number {
+    const ids = this.repos.devices.expired(this.clock.now())
+    for (const id of ids) this.repos.devices.delete(id)
+    this.#revoked(ids)
+    return ids.length
+  }
+
   /** Disables an account and ends every session; its name stays taken. */
   deactivate(userId: string): void {
     if (!this.repos.users.deactivate(userId)) throw new ParleyError('P_NOT_FOUND', 'no such user')

@@ -7,6 +7,7 @@ import type { PresenceStatus } from '@parley/protocol/schema'
 import type { Clock } from '../clock.ts'
 import type { Repos } from '../db/repos/index.ts'
 import type { Hub, RoomMembers } from './hub.ts'
+import { RateLimiter } from './rate-limit.ts'
 import { notMember } from './room-rules.ts'
 
 /** A typing notice lasts this long unless renewed. */
@@ -15,13 +16,29 @@ export const TYPING_TTL_MS = 6000
 export class EphemeralService {
   readonly #typing = new Map<string, Map<string, ReturnType<typeof setTimeout>>>()
   readonly #presence = new Map<string, PresenceStatus>()
+  /**
+   * Each announcement fans out to a whole room (or every room of the user), so a client that toggles
+   * typing or presence in a loop is held to a human pace; over it, the frame is refused, not relayed.
+   */
+  readonly #typingRate: RateLimiter
+  readonly #presenceRate: RateLimiter
+  readonly #receiptRate: RateLimiter
 
   constructor(
     private readonly repos: Repos,
     private readonly members: RoomMembers,
     private readonly hub: Hub,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.#typingRate = new RateLimiter(clock, 10, 4)
+    this.#presenceRate = new RateLimiter(clock, 5, 0.5)
+    this.#receiptRate = new RateLimiter(clock, 30, 10)
+  }
+
+  #limit(limiter: RateLimiter, userId: string, what: string): void {
+    const wait = limiter.take(userId)
+    if (wait > 0) throw new ParleyError('P_LIMIT_EXCEEDED', `too many ${what} updates`, wait)
+  }
 
   #requireJoined(room: string, userId: string): ReadonlySet<string> {
     const joined = this.members.joined(room)
@@ -31,6 +48,7 @@ export class EphemeralService {
 
   setTyping(userId: string, room: string, typing: boolean): void {
     this.#requireJoined(room, userId)
+    this.#limit(this.#typingRate, userId, 'typing')
     let users = this.#typing.get(room)
     const had = users?.get(userId)
     if (had) clearTimeout(had)
@@ -43,6 +61,7 @@ export class EphemeralService {
     } else {
       if (!had) return
       users!.delete(userId)
+      if (users!.size === 0) this.#typing.delete(room)
     }
     this.#announceTyping(room)
   }
@@ -66,6 +85,7 @@ export class EphemeralService {
   /** Moves the user's read receipt forward to `eventId` and tells the room. */
   receipt(userId: string, room: string, eventId: string): void {
     const joined = this.#requireJoined(room, userId)
+    this.#limit(this.#receiptRate, userId, 'read receipt')
     const event = this.repos.events.get(eventId)
     if (!event || event.room_id !== room) throw new ParleyError('P_NOT_FOUND', 'event not found')
     if (!this.repos.receipts.advance(room, userId, event.seq, eventId, this.clock.now())) return
@@ -81,6 +101,13 @@ export class EphemeralService {
   }
 
   /** Sets presence and tells everyone who shares a room with the user. */
+  /** A client asked to change its presence (rate-limited; connect and disconnect are not). */
+  requestPresence(userId: string, status: PresenceStatus): void {
+    if (this.#presence.get(userId) === status) return
+    this.#limit(this.#presenceRate, userId, 'presence')
+    this.setPresence(userId, status)
+  }
+
   setPresence(userId: string, status: PresenceStatus): void {
     if (this.#presence.get(userId) === status) return
     if (status === 'offline') this.#presence.delete(userId)

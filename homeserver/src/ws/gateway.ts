@@ -323,7 +323,7 @@ class ClientConnection implements LiveConnection {
       case 'receipt':
         return s.ephemeral.receipt(session.userId, frame.room, frame.event_id)
       case 'presence':
-        return s.ephemeral.setPresence(session.userId, frame.status)
+        return s.ephemeral.requestPresence(session.userId, frame.status)
       case 'ping':
         return this.send(
           JSON.stringify(frame.id === undefined ? { type: 'pong' } : { type: 'pong', id: frame.id }),

@@ -34,6 +34,7 @@ export class DevicesRepo {
   readonly #spentBy: Statement<[Buffer], { device_id: string }>
   readonly #forgetSpent: Statement<[string]>
   readonly #forgetSpentForUser: Statement<[string]>
+  readonly #expired: Statement<[number], { device_id: string }>
   readonly #deleteForUser: Statement<[string]>
   readonly #idsForUser: Statement<[string], { device_id: string }>
   readonly #listForUser: Statement<[string], DeviceRow>
@@ -52,6 +53,7 @@ export class DevicesRepo {
     this.#spend = db.prepare(
       'INSERT OR IGNORE INTO spent_refresh_tokens (hash, device_id) SELECT refresh_hash, device_id FROM devices WHERE device_id = ?',
     )
+    this.#expired = db.prepare('SELECT device_id FROM devices WHERE refresh_expires_ts <= ?')
     this.#spentBy = db.prepare('SELECT device_id FROM spent_refresh_tokens WHERE hash = ?')
     this.#forgetSpent = db.prepare('DELETE FROM spent_refresh_tokens WHERE device_id = ?')
     this.#forgetSpentForUser = db.prepare(
@@ -108,6 +110,10 @@ export class DevicesRepo {
     this.#forgetSpentForUser.run(userId)
     this.#deleteForUser.run(userId)
     return ids
+  }
+  /** Devices whose refresh token has expired: their sessions can never come back. */
+  expired(now: number): string[] {
+    return this.#expired.all(now).map((r) => r.device_id)
   }
   listForUser(userId: string): DeviceRow[] {
     return this.#listForUser.all(userId)
