@@ -163,8 +163,9 @@ export class RoomsService {
   }
 
   /**
-   * History, newest first. Joined members read the whole room; a former member reads up to their
-   * leave and no further (AC-3); invitees read nothing until they join.
+   * History, newest first. Joined members read the whole room; anyone who stopped being joined reads
+   * up to that moment and no further, whatever their membership became since (AC-3); someone who was
+   * never joined reads nothing.
    */
   history(
     userId: string,
