@@ -49,6 +49,9 @@ const Limits = z.strictObject({
   /** Login attempts per client address: burst and refill time. */
   loginAttemptsPerIp: z.number().int().min(1).default(30),
   loginIpRefillMs: z.number().int().min(1).default(2_000),
+  /** Authenticated REST requests per user: burst and sustained rate (P_LIMIT_EXCEEDED beyond). */
+  restBurst: z.number().int().min(1).default(600),
+  restRequestsPerSecond: z.number().min(0.1).default(50),
   /** Sign-ups per client address: burst and refill time (each costs an argon2 hash). */
   registrationsPerIp: z.number().int().min(1).default(20),
   registrationIpRefillMs: z.number().int().min(1).default(10_000),

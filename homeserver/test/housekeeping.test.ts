@@ -42,3 +42,18 @@ describe('housekeeping and ephemeral limits', () => {
     sb.close()
   })
 })
+
+describe('per-user REST budget', () => {
+  it('answers 429 with Retry-After once a user spends the budget, across devices, and not for others', async () => {
+    const hs = await startTestServer({ limits: { restBurst: 5, restRequestsPerSecond: 0.1 } })
+    servers.push(hs)
+    const [a, b] = await Promise.all([register(hs), register(hs)])
+    for (let i = 0; i < 5; i++)
+      expect((await http(hs, 'GET', '/api/v1/rooms', undefined, a.access_token)).status).toBe(200)
+    const over = await http(hs, 'GET', '/api/v1/rooms', undefined, a.access_token)
+    expect(over.status).toBe(429)
+    expect(over.body).toMatchObject({ errcode: 'P_LIMIT_EXCEEDED' })
+    expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0)
+    expect((await http(hs, 'GET', '/api/v1/rooms', undefined, b.access_token)).status).toBe(200)
+  })
+})

@@ -23,7 +23,11 @@ export const requireAuth = createMiddleware<AppEnv>(async (c, next) => {
   }
   const header = c.req.header('authorization')
   if (!header?.startsWith('Bearer ')) throw new ParleyError('P_UNAUTHORIZED', 'missing bearer token')
-  c.set('session', c.var.services.accounts.authenticate(header.slice(7).trim()))
+  const session = c.var.services.accounts.authenticate(header.slice(7).trim())
+  // One budget per user across devices: history pages, room lists and directory scans cost the server.
+  const wait = c.var.services.restLimiter.take(session.userId)
+  if (wait > 0) throw new ParleyError('P_LIMIT_EXCEEDED', 'too many requests', wait)
+  c.set('session', session)
   await next()
 })
 

@@ -3,16 +3,17 @@ import { DirectoryQuery, ProfileBody, UserParam } from '@parley/protocol/schema'
 import type { AppEnv } from './env.ts'
 import { requireAuth, valid } from './middleware.ts'
 
+// Mounted at /api/v1 beside other areas: authenticate per route, not with a catch-all `use`, which
+// would run for every path under /api/v1 (a second token check on each rooms request).
 export const users = new Hono<AppEnv>()
-  .use(requireAuth)
-  .get('/users', valid('query', DirectoryQuery), (c) => {
+  .get('/users', requireAuth, valid('query', DirectoryQuery), (c) => {
     const q = c.req.valid('query')
     return c.json({ users: c.var.services.profiles.search(q.q, q.limit) })
   })
-  .get('/profile/:user', valid('param', UserParam), (c) =>
+  .get('/profile/:user', requireAuth, valid('param', UserParam), (c) =>
     c.json(c.var.services.profiles.get(c.req.valid('param').user)),
   )
-  .put('/profile', valid('json', ProfileBody), (c) => {
+  .put('/profile', requireAuth, valid('json', ProfileBody), (c) => {
     c.var.services.profiles.setDisplayName(c.var.session.userId, c.req.valid('json').display_name)
     return c.json({})
   })

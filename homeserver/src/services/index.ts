@@ -12,6 +12,7 @@ import { Hub, RoomMembers } from './hub.ts'
 import { MediaService } from './media.ts'
 import { MessagesService } from './messages.ts'
 import { PasswordHasher } from './passwords.ts'
+import { RateLimiter } from './rate-limit.ts'
 import { ProfilesService } from './profiles.ts'
 import { RoomRulesImpl } from './room-rules.ts'
 import { RoomsService } from './rooms.ts'
@@ -44,6 +45,8 @@ export interface Services {
   readonly ephemeral: EphemeralService
   readonly media: MediaService
   readonly profiles: ProfilesService
+  /** Authenticated REST requests per user. */
+  readonly restLimiter: RateLimiter
   /** Resolves once every write so far is as durable as configured (for answers outside the sequencer). */
   durable(): Promise<void>
 }
@@ -93,6 +96,7 @@ export function createServices(
     ephemeral: new EphemeralService(repos, members, hub, clock),
     media: new MediaService(repos, config.dataDir, clock),
     profiles: new ProfilesService(repos),
+    restLimiter: new RateLimiter(clock, config.limits.restBurst, config.limits.restRequestsPerSecond),
     durable: () => durability.sync?.() ?? Promise.resolve(),
   }
 }
