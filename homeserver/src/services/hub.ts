@@ -3,6 +3,7 @@
  * once per event and written to each recipient's sockets; a reader that falls too far behind is
  * disconnected by its connection (see {@link LiveConnection.send}) and catches up with `sync`.
  */
+import { MemberContent } from '@parley/protocol/schema'
 import type { Repos } from '../db/repos/index.ts'
 import { eventFrameJson } from './event-json.ts'
 import type { CommittedEvent } from './sequencer.ts'
@@ -45,7 +46,8 @@ export class RoomMembers {
     if (event.type !== 'm.member') return
     const set = this.#joined.get(event.room_id)
     if (!set) return // not loaded yet: the next load reads the committed state
-    const membership = (JSON.parse(event.content) as { membership: string }).membership
+    // Stored content was validated on the way in; parse it with its schema all the same.
+    const membership = MemberContent.parse(JSON.parse(event.content)).membership
     if (membership === 'join') set.add(event.state_key!)
     else set.delete(event.state_key!)
   }

@@ -14,7 +14,7 @@
  * A non-member and a non-existent room get the same answer, so existence does not leak (AC-2).
  */
 import { ParleyError, parseUserId } from '@parley/protocol'
-import { CONTENT_SCHEMAS, ROLE_LEVEL, type MemberContent } from '@parley/protocol/schema'
+import { CONTENT_SCHEMAS, ReactionContent, ROLE_LEVEL, type MemberContent } from '@parley/protocol/schema'
 import type { MembershipRow, Repos, RoomRow } from '../db/repos/index.ts'
 import type { Clock } from '../clock.ts'
 import type { CommittedEvent, Draft, RoomRules } from './sequencer.ts'
@@ -118,7 +118,7 @@ export class RoomRulesImpl implements RoomRules {
         if (target.type !== 'm.message')
           throw new ParleyError('P_BAD_REQUEST', 'you can only react to messages')
         for (const r of this.repos.events.reactions(room.room_id, target.event_id, draft.sender)) {
-          if (r.content !== null && (JSON.parse(r.content) as { key: string }).key === c.key) {
+          if (r.content !== null && ReactionContent.safeParse(JSON.parse(r.content)).data?.key === c.key) {
             throw new ParleyError('P_CONFLICT', 'you already reacted with this')
           }
         }
