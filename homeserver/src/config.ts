@@ -75,6 +75,24 @@ const Federation = z.strictObject({
    * derived from it. Default: the address the request came in on (dev and tests).
    */
   publicUrl: z.url({ protocol: /^https?$/ }).optional(),
+  /**
+   * Who may link with us: `allowlist` (default) admits only the servers in `peers` and `allow`;
+   * `open` admits everyone but `deny`. `deny` wins in both modes. Checked before any key fetch.
+   */
+  mode: z.enum(['allowlist', 'open']).default('allowlist'),
+  allow: z.array(schema.ServerName).default([]),
+  deny: z.array(schema.ServerName).default([]),
+  /** Sealed PING interval on each link; a link silent for two intervals is dead. */
+  pingMs: z.number().int().min(10).default(30_000),
+  /** Deadline of a link handshake, from dial (or upgrade) to the peer's stream header. */
+  handshakeTimeoutMs: z.number().int().min(10).default(10_000),
+  /** Redial backoff: full jitter, `backoffBaseMs` doubling per failure, capped at `backoffCapMs`. */
+  backoffBaseMs: z.number().int().min(1).default(1000),
+  backoffCapMs: z
+    .number()
+    .int()
+    .min(1)
+    .default(15 * 60_000),
 })
 
 export const ConfigSchema = z.strictObject({

@@ -17,6 +17,7 @@ import { ServerKeys } from './services/server-keys.ts'
 import { ServerKeysRepo } from './db/repos/server-keys.ts'
 import { httpKeyFetcher } from './federation/key-fetcher.ts'
 import type { KeyFetcher } from './federation/peer-keys.ts'
+import { routeFederationUpgrades } from './federation/link-manager.ts'
 
 export interface RunningServer {
   /** Base URL, e.g. `http://127.0.0.1:41234`. */
@@ -98,6 +99,8 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
   // (ws clears this on upgrade; the gateway polices WebSockets itself.)
   server.timeout = 30_000
   injectWebSocket(server)
+  // Server-to-server links have their own ws server and limits (federation/link-manager.ts).
+  routeFederationUpgrades(server, services.links)
   // Housekeeping: sessions that can never be refreshed again are deleted hourly.
   const housekeeping = setInterval(() => services.accounts.purgeExpired(), 3600_000)
   housekeeping.unref()
@@ -117,8 +120,10 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
         clearInterval(housekeeping)
         const drained = gateway.close()
+        // Links say FINAL before the sockets go; they are upgraded, so closeAllConnections skips them.
+        const unlinked = services.links.close()
         server.closeAllConnections()
-        await Promise.all([stopped, drained])
+        await Promise.all([stopped, drained, unlinked])
         await services.sequencer.drain()
         walSync?.close()
         await checkpointer.close()

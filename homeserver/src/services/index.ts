@@ -1,10 +1,11 @@
 /** The composition root of the domain: every service over one database. No HTTP, no WebSocket. */
-import type { Signer } from '@parley/protocol/signing'
+import { verifySignature, type Signer } from '@parley/protocol/signing'
 import type { Clock } from '../clock.ts'
 import type { Config } from '../config.ts'
 import type { Database } from '../db/database.ts'
 import { Repos } from '../db/repos/index.ts'
 import { PeerKeys, type KeyFetcher } from '../federation/peer-keys.ts'
+import { LinkManager } from '../federation/link-manager.ts'
 import type { Logger } from '../logger.ts'
 import { AccountsService, accountsOptions } from './accounts.ts'
 import { EphemeralService } from './ephemeral.ts'
@@ -35,6 +36,8 @@ export interface Services {
   readonly serverKeys: ServerKeys
   /** The keys we trust for each peer server. */
   readonly peerKeys: PeerKeys
+  /** Server-to-server links (transport only; server.ts routes the upgrades and closes it). */
+  readonly links: LinkManager
   readonly accounts: AccountsService
   readonly sequencer: Sequencer
   readonly rooms: RoomsService
@@ -73,6 +76,12 @@ export function createServices(
   const members = new RoomMembers(repos)
   const hub = new Hub(members)
   sequencer.onCommit((events) => hub.publish(events))
+  const peerKeys = new PeerKeys(repos, clock, log, {
+    serverName: config.serverName,
+    ownKeys: serverKeys,
+    pinnedKeys: config.federation.pinnedKeys,
+    fetch: keyFetcher,
+  })
   return {
     config,
     clock,
@@ -80,11 +89,16 @@ export function createServices(
     repos,
     signer,
     serverKeys,
-    peerKeys: new PeerKeys(repos, clock, log, {
+    peerKeys,
+    links: new LinkManager({
       serverName: config.serverName,
-      ownKeys: serverKeys,
-      pinnedKeys: config.federation.pinnedKeys,
-      fetch: keyFetcher,
+      signer,
+      verify: verifySignature,
+      peerKeys,
+      peers: config.peers,
+      federation: config.federation,
+      clock,
+      log,
     }),
     accounts,
     sequencer,
