@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
-import { createRoom, http, register, roomPath, tempDir, TestSocket, FAST_ARGON2 } from './helpers.ts'
+import { createRoom, fullHistory, register, tempDir, TestSocket, FAST_ARGON2 } from './helpers.ts'
 
 const BIN = fileURLToPath(new URL('../bin/parley-homeserver.mjs', import.meta.url))
 const TOTAL = 3000
@@ -166,17 +166,6 @@ describe('FLT-1 durability across kill -9', () => {
 
 /** event id -> body of every message in the room, oldest first. */
 async function allMessageIds(url: string, room: string, token: string): Promise<Map<string, string>> {
-  const out: Array<[string, string]> = []
-  let before: number | undefined
-  for (;;) {
-    const q = before === undefined ? '?limit=200' : `?limit=200&before=${before}`
-    const res = await http<{
-      events: Array<{ event_id: string; type: string; content: { body?: string } }>
-      next_before?: number
-    }>({ url }, 'GET', roomPath(room, '/messages' + q), undefined, token)
-    for (const e of res.body.events) if (e.type === 'm.message') out.push([e.event_id, e.content.body!])
-    if (res.body.next_before === undefined) break
-    before = res.body.next_before
-  }
-  return new Map(out.reverse())
+  const events = await fullHistory({ url }, token, room)
+  return new Map(events.filter((e) => e.type === 'm.message').map((e) => [e.event_id, e.content.body!]))
 }

@@ -8,15 +8,15 @@ import WebSocket from 'ws'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import {
   connect,
+  fullHistory,
   groupWith,
-  http,
   register,
-  roomPath,
   sendText,
   startChildServer,
   startTestServer,
   type ChildServer,
   type Frame,
+  type HistoryEvent,
   type TestServer,
   type TestUser,
   waitUntil,
@@ -38,33 +38,9 @@ function prng(seed: number): (lo: number, hi: number) => number {
 
 const wsUrl = (base: string) => base.replace(/^http/, 'ws') + '/api/v1/ws'
 
-interface WireEvent {
-  event_id: string
-  type: string
-  room_id: string
-  stream_pos: number
-  content: { body?: string }
-}
-
 /** Every m.message of a room through the history endpoint, oldest first. */
-async function history(hs: { url: string }, user: TestUser, room: string): Promise<WireEvent[]> {
-  const all: WireEvent[] = []
-  let before: number | undefined
-  for (;;) {
-    const query = before === undefined ? '?limit=200' : `?limit=200&before=${before}`
-    const res = await http<{ events: WireEvent[]; next_before?: number }>(
-      hs,
-      'GET',
-      roomPath(room, `/messages${query}`),
-      undefined,
-      user.access_token,
-    )
-    expect(res.status).toBe(200)
-    all.push(...res.body.events)
-    if (res.body.next_before === undefined) break
-    before = res.body.next_before
-  }
-  return all.filter((e) => e.type === 'm.message').reverse()
+async function history(hs: { url: string }, user: TestUser, room: string): Promise<HistoryEvent[]> {
+  return (await fullHistory(hs, user.access_token, room)).filter((e) => e.type === 'm.message')
 }
 
 /**
@@ -99,10 +75,10 @@ class ResumingReceiver {
         ws.on('message', (data) => {
           const f = JSON.parse(data.toString()) as Frame
           if (f.type === 'ready' || (f.type === 'sync' && !f.done)) {
-            if (f.type === 'sync') this.#take(f.events as WireEvent[], f.next as number)
+            if (f.type === 'sync') this.#take(f.events as HistoryEvent[], f.next as number)
             ws.send(JSON.stringify({ type: 'sync', since: this.#cursor, limit: 5 }))
-          } else if (f.type === 'sync') this.#take(f.events as WireEvent[], f.next as number)
-          else if (f.type === 'event') this.#take([f.event as WireEvent], f.stream_pos as number)
+          } else if (f.type === 'sync') this.#take(f.events as HistoryEvent[], f.next as number)
+          else if (f.type === 'event') this.#take([f.event as HistoryEvent], f.stream_pos as number)
           else if (f.type === 'error') this.errors.push(f)
           if (done() && !this.#stopped) {
             this.stop()
@@ -116,7 +92,7 @@ class ResumingReceiver {
     })
   }
 
-  #take(events: WireEvent[], next: number): void {
+  #take(events: HistoryEvent[], next: number): void {
     for (const e of events) {
       if (e.stream_pos <= this.#cursor) this.duplicates.push(e.stream_pos)
       else if (e.type === 'm.message') this.bodies.push(e.content.body!)
@@ -323,7 +299,7 @@ describe('FLT-4: latency, RST and half-open links between a client and the serve
     await slow.next((f) => f.type === 'pong')
     expect(Date.now() - t0).toBeGreaterThanOrEqual(120)
     const sent = await sendText(a, room, 'through latency')
-    await slow.next((f) => f.type === 'event' && (f.event as WireEvent).event_id === sent.event_id)
+    await slow.next((f) => f.type === 'event' && (f.event as HistoryEvent).event_id === sent.event_id)
     slow.close()
     a.close()
     proxy.setMode({ kind: 'pass' })
@@ -425,8 +401,8 @@ describe('FLT-5: disk full', () => {
     // The live member saw exactly the stored events, in order, nothing of the refused attempts.
     const live: string[] = []
     for (let k = 0; k < stored.length; k++) {
-      const f = await b.next((x) => x.type === 'event' && (x.event as WireEvent).type === 'm.message')
-      live.push((f.event as WireEvent).event_id)
+      const f = await b.next((x) => x.type === 'event' && (x.event as HistoryEvent).type === 'm.message')
+      live.push((f.event as HistoryEvent).event_id)
     }
     expect(live).toEqual(stored.map((e) => e.event_id))
     expect(db.pragma('integrity_check', { simple: true })).toBe('ok')

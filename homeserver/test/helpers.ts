@@ -230,6 +230,43 @@ export class TestSocket {
   }
 }
 
+/** An event as REST history returns it (the fields tests look at). */
+export interface HistoryEvent {
+  event_id: string
+  type: string
+  sender: string
+  seq: number
+  stream_pos: number
+  content: { body?: string } & Record<string, unknown>
+  redacted_by?: string
+}
+
+/** Every event of a room that `token` may page through, oldest first (fails on a non-200 page). */
+export async function fullHistory(
+  server: { url: string },
+  token: string,
+  room: string,
+  pageSize = 200,
+): Promise<HistoryEvent[]> {
+  const all: HistoryEvent[] = []
+  let before: number | undefined
+  for (;;) {
+    const query = before === undefined ? `?limit=${pageSize}` : `?limit=${pageSize}&before=${before}`
+    const res = await http<{ events: HistoryEvent[]; next_before?: number }>(
+      server,
+      'GET',
+      roomPath(room, `/messages${query}`),
+      undefined,
+      token,
+    )
+    if (res.status !== 200) throw new Error(`history page: ${res.status} ${JSON.stringify(res.body)}`)
+    all.push(...res.body.events)
+    if (res.body.next_before === undefined) break
+    before = res.body.next_before
+  }
+  return all.reverse()
+}
+
 /** Opens a socket, authenticates and completes the catch-up sync (so live events flow). */
 export async function connect(server: { url: string }, user: TestUser, since = 0): Promise<TestSocket> {
   const sock = new TestSocket(server.url)

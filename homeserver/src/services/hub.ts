@@ -75,12 +75,6 @@ export class Hub {
     return this.#byUser.get(userId) ?? new Set()
   }
 
-  get connectionCount(): number {
-    let n = 0
-    for (const set of this.#byUser.values()) n += set.size
-    return n
-  }
-
   isOnline(userId: string): boolean {
     return this.#byUser.has(userId)
   }

@@ -50,12 +50,6 @@ export class RateLimiter {
     b.tokens = Math.min(this.capacity, b.tokens + 1)
   }
 
-  /** Milliseconds until a token is available without taking one (0 = available now). */
-  peek(key: string): number {
-    const b = this.#bucket(key)
-    return b.tokens >= 1 ? 0 : Math.ceil((1 - b.tokens) / this.#perMs)
-  }
-
   #sweep(): void {
     const now = this.clock.now()
     for (const [key, b] of this.#buckets) {

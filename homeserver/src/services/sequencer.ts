@@ -316,7 +316,7 @@ export class Sequencer {
     const sync = this.durability.sync
     // Nothing written (all refused or repeated txns): nothing to wait for.
     if (!sync || committed.length === 0) {
-      this.#deliver([item])
+      this.#deliver(item)
       if (this.#queue.length > 0) this.#schedule()
       return
     }
@@ -326,7 +326,7 @@ export class Sequencer {
     this.#lastDelivery = sync().then(
       () => {
         this.#syncing = false
-        this.#deliver([item])
+        this.#deliver(item)
         if (this.#queue.length > 0) this.flush()
       },
       (err: unknown) => {
@@ -339,22 +339,20 @@ export class Sequencer {
     )
   }
 
-  /** Makes durable batches visible: stream head, fan-out, then acks, all in one delivery bracket. */
-  #deliver(items: readonly Committed[]): void {
+  /** Makes a durable batch visible: stream head, fan-out, then acks, all in one delivery bracket. */
+  #deliver(item: Committed): void {
+    this.#streamHead = item.stream
     for (const hooks of this.#deliveryHooks) hooks.start()
     try {
-      for (const item of items) {
-        this.#streamHead = item.stream
-        for (const listener of this.#listeners) {
-          // A failing listener (fan-out, federation) must not keep the batch from being acked.
-          try {
-            listener(item.committed)
-          } catch (err) {
-            this.log.error({ err: String(err), stack: (err as Error).stack }, 'commit listener failed')
-          }
+      for (const listener of this.#listeners) {
+        // A failing listener (fan-out, federation) must not keep the batch from being acked.
+        try {
+          listener(item.committed)
+        } catch (err) {
+          this.log.error({ err: String(err), stack: (err as Error).stack }, 'commit listener failed')
         }
-        this.#settle(item.batch, item.outcomes)
       }
+      this.#settle(item.batch, item.outcomes)
     } finally {
       for (const hooks of this.#deliveryHooks) hooks.end()
     }

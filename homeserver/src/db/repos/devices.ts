@@ -37,7 +37,6 @@ export class DevicesRepo {
   readonly #expired: Statement<[number], { device_id: string }>
   readonly #deleteForUser: Statement<[string]>
   readonly #idsForUser: Statement<[string], { device_id: string }>
-  readonly #listForUser: Statement<[string], DeviceRow>
 
   constructor(db: Database) {
     this.#insert = db.prepare(
@@ -62,7 +61,6 @@ export class DevicesRepo {
     this.#delete = db.prepare('DELETE FROM devices WHERE device_id = ?')
     this.#deleteForUser = db.prepare('DELETE FROM devices WHERE user_id = ?')
     this.#idsForUser = db.prepare('SELECT device_id FROM devices WHERE user_id = ?')
-    this.#listForUser = db.prepare('SELECT * FROM devices WHERE user_id = ? ORDER BY created_ts')
   }
 
   insert(d: NewDevice): void {
@@ -114,8 +112,5 @@ export class DevicesRepo {
   /** Devices whose refresh token has expired: their sessions can never come back. */
   expired(now: number): string[] {
     return this.#expired.all(now).map((r) => r.device_id)
-  }
-  listForUser(userId: string): DeviceRow[] {
-    return this.#listForUser.all(userId)
   }
 }

@@ -70,7 +70,6 @@ export class EventsRepo {
   readonly #lastMessage: Statement<[string, number], ClientEventRow>
   readonly #lastSeq: Statement<[string, number], { seq: number }>
   readonly #reactionExists: Statement<[string, string, string], { event_id: string; content: string | null }>
-  readonly #count: Statement<[string], { n: number }>
   readonly #seqAtStream: Statement<[string, number], { seq: number }>
 
   constructor(db: Database) {
@@ -122,7 +121,6 @@ export class EventsRepo {
       `SELECT event_id, content FROM events WHERE relates_to = ? AND type = 'm.reaction' AND sender = ?
          AND redacted_by IS NULL AND room_id = ?`,
     )
-    this.#count = db.prepare('SELECT COUNT(*) AS n FROM events WHERE room_id = ?')
     this.#seqAtStream = db.prepare('SELECT seq FROM events WHERE room_id = ? AND stream_pos = ?')
   }
 
@@ -198,8 +196,5 @@ export class EventsRepo {
   /** The seq of the event of `roomId` at stream position `streamPos`. */
   seqAtStream(roomId: string, streamPos: number): number | undefined {
     return this.#seqAtStream.get(roomId, streamPos)?.seq
-  }
-  countInRoom(roomId: string): number {
-    return this.#count.get(roomId)!.n
   }
 }
