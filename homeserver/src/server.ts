@@ -101,6 +101,7 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
   injectWebSocket(server)
   // Server-to-server links have their own ws server and limits (federation/link-manager.ts).
   routeFederationUpgrades(server, services.links)
+  services.replication.start()
   // Housekeeping: sessions that can never be refreshed again are deleted hourly.
   const housekeeping = setInterval(() => services.accounts.purgeExpired(), 3600_000)
   housekeeping.unref()

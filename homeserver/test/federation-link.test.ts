@@ -9,7 +9,12 @@ import net from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { verifySignature } from '@parley/protocol/signing'
-import { LinkInitiator, MemoryReplayCache, SealedChannel } from '@parley/protocol/federation'
+import {
+  LinkInitiator,
+  MemoryReplayCache,
+  REPLICATION_FRAMES,
+  SealedChannel,
+} from '@parley/protocol/federation'
 import { httpKeyFetcher } from '../src/federation/key-fetcher.ts'
 import type { LinkManager } from '../src/federation/link-manager.ts'
 import type { AppFrame, Link, LinkError } from '../src/federation/link-socket.ts'
@@ -81,9 +86,11 @@ function nextDown(links: LinkManager): Promise<{ peer: string; why: LinkError }>
   })
 }
 
+/** The next application frame that is not replication's own (those start flowing on every link). */
 function nextFrame(links: LinkManager): Promise<{ peer: string; frame: AppFrame }> {
   return new Promise((resolve) => {
     const off = links.onFrame((peer, frame) => {
+      if (Object.hasOwn(REPLICATION_FRAMES, frame.type)) return
       off()
       resolve({ peer, frame })
     })

@@ -296,6 +296,10 @@ export class LinkManager {
     const retry = this.#retries.get(peer)
     if (retry?.timer) clearTimeout(retry.timer)
     this.#retries.delete(peer)
+    // Listeners first: frames that arrived with the handshake are delivered by start(), and the
+    // replication state they need is set up by `link up`.
+    this.#o.log.info({ peer, role: link.role }, 'federation link up')
+    this.#emit('link up', (listener) => listener(link))
     link.start({
       frame: (from, frame) => {
         for (const handler of this.#frameHandlers) {
@@ -314,8 +318,6 @@ export class LinkManager {
         this.#scheduleRedial(peer)
       },
     })
-    this.#o.log.info({ peer, role: link.role }, 'federation link up')
-    this.#emit('link up', (listener) => listener(link))
     return link
   }
 

@@ -6,6 +6,7 @@ import type { Database } from '../db/database.ts'
 import { Repos } from '../db/repos/index.ts'
 import { PeerKeys, type KeyFetcher } from '../federation/peer-keys.ts'
 import { LinkManager } from '../federation/link-manager.ts'
+import { Replication } from '../federation/replication.ts'
 import type { Logger } from '../logger.ts'
 import { AccountsService, accountsOptions } from './accounts.ts'
 import { EphemeralService } from './ephemeral.ts'
@@ -38,6 +39,8 @@ export interface Services {
   readonly peerKeys: PeerKeys
   /** Server-to-server links (transport only; server.ts routes the upgrades and closes it). */
   readonly links: LinkManager
+  /** Owner-sequenced rooms across servers, over the links. */
+  readonly replication: Replication
   readonly accounts: AccountsService
   readonly sequencer: Sequencer
   readonly rooms: RoomsService
@@ -71,16 +74,40 @@ export function createServices(
     maxConcurrent: config.limits.maxConcurrentHashes,
   })
   const accounts = new AccountsService(repos, hasher, clock, accountsOptions(config))
-  const rules = new RoomRulesImpl(repos, config.serverName, clock)
-  const sequencer = new Sequencer(db, repos, rules, signer, config.serverName, clock, log, durability)
-  const members = new RoomMembers(repos)
-  const hub = new Hub(members)
-  sequencer.onCommit((events) => hub.publish(events))
   const peerKeys = new PeerKeys(repos, clock, log, {
     serverName: config.serverName,
     ownKeys: serverKeys,
     pinnedKeys: config.federation.pinnedKeys,
     fetch: keyFetcher,
+  })
+  const links = new LinkManager({
+    serverName: config.serverName,
+    signer,
+    verify: verifySignature,
+    peerKeys,
+    peers: config.peers,
+    federation: config.federation,
+    clock,
+    log,
+  })
+  const rules = new RoomRulesImpl(repos, config.serverName, clock, (server) => links.isAllowed(server))
+  const sequencer = new Sequencer(db, repos, rules, signer, config.serverName, clock, log, durability)
+  const members = new RoomMembers(repos)
+  const hub = new Hub(members)
+  sequencer.onCommit((events) => hub.publish(events))
+  const replication = new Replication({
+    serverName: config.serverName,
+    signer,
+    repos,
+    sequencer,
+    rules,
+    links,
+    peerKeys,
+    verify: verifySignature,
+    hub,
+    maxContentBytes: config.limits.maxContentBytes,
+    clock,
+    log,
   })
   return {
     config,
@@ -90,20 +117,12 @@ export function createServices(
     signer,
     serverKeys,
     peerKeys,
-    links: new LinkManager({
-      serverName: config.serverName,
-      signer,
-      verify: verifySignature,
-      peerKeys,
-      peers: config.peers,
-      federation: config.federation,
-      clock,
-      log,
-    }),
+    links,
+    replication,
     accounts,
     sequencer,
-    rooms: new RoomsService(repos, sequencer, config.serverName),
-    messages: new MessagesService(sequencer, clock, config.limits),
+    rooms: new RoomsService(repos, sequencer, config.serverName, replication.outbox),
+    messages: new MessagesService(sequencer, replication.outbox, config.serverName, clock, config.limits),
     sync: new SyncService(repos, sequencer),
     members,
     hub,

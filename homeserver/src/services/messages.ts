@@ -1,12 +1,19 @@
 /** Client sends: validate content for its type and size, rate-limit per device, sequence. */
-import { canonicalJson, ParleyError, type JsonObject } from '@parley/protocol'
+import { canonicalJson, ParleyError, parseRoomId, type JsonObject } from '@parley/protocol'
 import { CONTENT_SCHEMAS, SENDABLE_TYPES, describeZodError, type SendFrame } from '@parley/protocol/schema'
 import type { Clock } from '../clock.ts'
 import type { Session } from './accounts.ts'
 import { RateLimiter } from './rate-limit.ts'
+import type { RemoteRooms } from './remote-rooms.ts'
 import type { CommittedEvent, Sequencer } from './sequencer.ts'
 
 const SENDABLE: ReadonlySet<string> = new Set(SENDABLE_TYPES)
+
+/** What a `sent` tells the client. */
+export interface SendResult {
+  readonly event_id: string
+  readonly seq: number
+}
 
 export interface MessagesOptions {
   readonly maxContentBytes: number
@@ -19,6 +26,8 @@ export class MessagesService {
 
   constructor(
     private readonly sequencer: Sequencer,
+    private readonly remote: RemoteRooms,
+    private readonly serverName: string,
     clock: Clock,
     private readonly options: MessagesOptions,
   ) {
@@ -31,20 +40,27 @@ export class MessagesService {
     if (wait > 0) throw new ParleyError('P_LIMIT_EXCEEDED', 'sending too fast', wait)
   }
 
-  /** Validates and sequences a client `send`; resolves after commit. */
+  /** Validates and sequences a client `send` to a room we own; resolves after commit. */
   send(session: Session, frame: SendFrame): Promise<CommittedEvent> {
-    return new Promise((resolve, reject) => this.sendWith(session, frame, resolve, reject))
+    return new Promise((resolve, reject) =>
+      this.sendWith(session, frame, resolve as (r: SendResult) => void, reject, () =>
+        reject(new ParleyError('P_BAD_REQUEST', 'a remote room: use the WebSocket')),
+      ),
+    )
   }
 
   /**
    * Validates and sequences a client `send`. Validation errors throw; the callbacks run right after
-   * the commit, inside the delivery bracket (see Sequencer.submitWith).
+   * the commit, inside the delivery bracket (see Sequencer.submitWith). A send to a room another
+   * server owns is queued for it instead: `pending` once it is durably queued here, and `sent` reaches
+   * the device when the owner has sequenced it.
    */
   sendWith(
     session: Session,
     frame: SendFrame,
-    resolve: (event: CommittedEvent) => void,
+    resolve: (result: SendResult) => void,
     reject: (err: unknown) => void,
+    pending: (eventId: string) => void,
   ): void {
     if (!SENDABLE.has(frame.event_type)) {
       throw new ParleyError('P_BAD_REQUEST', `event_type must be one of ${SENDABLE_TYPES.join(', ')}`)
@@ -67,17 +83,17 @@ export class MessagesService {
     ) {
       throw new ParleyError('P_TOO_LARGE', `content is over ${this.options.maxContentBytes} bytes`)
     }
-    this.sequencer.submitWith(
-      {
-        room: frame.room,
-        type: frame.event_type,
-        sender: session.userId,
-        content,
-        contentJson,
-        txn: { deviceId: session.deviceId, txnId: frame.txn_id },
-      },
-      resolve,
-      reject,
-    )
+    const draft = {
+      room: frame.room,
+      type: frame.event_type,
+      sender: session.userId,
+      content,
+      contentJson,
+      txn: { deviceId: session.deviceId, txnId: frame.txn_id },
+    }
+    if (parseRoomId(frame.room)?.server !== this.serverName) {
+      return this.remote.send(draft, { pending, sent: resolve, reject })
+    }
+    this.sequencer.submitWith(draft, resolve, reject)
   }
 }

@@ -13,7 +13,7 @@
  * - name, topic: moderators (any member in a DM).
  * A non-member and a non-existent room get the same answer, so existence does not leak (AC-2).
  */
-import { ParleyError, parseUserId } from '@parley/protocol'
+import { ParleyError, parseRoomId, parseUserId } from '@parley/protocol'
 import { CONTENT_SCHEMAS, ReactionContent, ROLE_LEVEL, type MemberContent } from '@parley/protocol/schema'
 import type { MembershipRow, Repos, RoomRow } from '../db/repos/index.ts'
 import type { Clock } from '../clock.ts'
@@ -46,6 +46,8 @@ export class RoomRulesImpl implements RoomRules {
     private readonly repos: Repos,
     private readonly serverName: string,
     private readonly clock: Clock,
+    /** Whether we federate with a server (its users can be invited). Default: with nobody. */
+    private readonly federatesWith: (server: string) => boolean = () => false,
   ) {}
 
   check(draft: Draft): void {
@@ -214,8 +216,12 @@ export class RoomRulesImpl implements RoomRules {
   #checkInvitee(target: string): void {
     const parts = parseUserId(target)
     if (!parts) throw new ParleyError('P_BAD_REQUEST', 'invalid user id')
-    if (parts.server !== this.serverName)
-      throw forbidden('inviting users of other servers needs federation, which is not enabled')
+    if (parts.server !== this.serverName) {
+      // Whether the account exists is the other server's business: it refuses the join if not.
+      if (!this.federatesWith(parts.server))
+        throw forbidden(`this server does not federate with ${parts.server}`)
+      return
+    }
     const user = this.repos.users.get(target)
     if (!user || user.deactivated) throw new ParleyError('P_NOT_FOUND', 'no such user')
   }
@@ -231,6 +237,24 @@ export class RoomRulesImpl implements RoomRules {
       throw forbidden('you cannot change the role of someone of equal or higher rank')
     if ((draft.content.level as number) >= mine.level)
       throw forbidden('you can only grant roles below your own')
+  }
+
+  /**
+   * Keeps `peer_cursors` in step with membership, in the event's own transaction: a server replicates
+   * a room we own while one of its users is joined or invited (so the invitee's server can show the
+   * invite and check the join); when its last one goes, it still gets the room up to that event.
+   */
+  #trackReplica(room: string, target: string, seq: number): void {
+    const peer = parseUserId(target)?.server
+    if (!peer || peer === this.serverName || parseRoomId(room)?.server !== this.serverName) return
+    const suffix = ':' + peer
+    const present = this.repos.memberships
+      .forRoom(room)
+      .some((m) => m.user_id.endsWith(suffix) && (m.membership === 'join' || m.membership === 'invite'))
+    const cursor = this.repos.replication.cursor(peer, room)
+    if (present) {
+      if (!cursor || cursor.until_seq !== null) this.repos.replication.open(peer, room)
+    } else if (cursor && cursor.until_seq === null) this.repos.replication.closeAt(peer, room, seq)
   }
 
   apply(event: CommittedEvent, draft: Draft): void {
@@ -249,6 +273,7 @@ export class RoomRulesImpl implements RoomRules {
         // The creator's first join makes them owner: their power is implied by m.room.create.
         if (firstJoin && this.repos.rooms.get(room)?.creator === target)
           this.repos.memberships.setLevel(room, target, OWNER)
+        this.#trackReplica(room, target, event.seq)
         return
       }
       case 'm.power_levels':

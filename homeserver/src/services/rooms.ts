@@ -1,5 +1,5 @@
 /** Room operations behind the REST API: create, membership, settings, roles, listing and history. */
-import { newRoomId, ParleyError, type JsonObject } from '@parley/protocol'
+import { newRoomId, ParleyError, parseRoomId, type JsonObject } from '@parley/protocol'
 import {
   ROLE_LEVEL,
   roleOfLevel,
@@ -11,6 +11,7 @@ import {
 import type { Repos } from '../db/repos/index.ts'
 import { clientEvent } from './event-json.ts'
 import { notMember } from './room-rules.ts'
+import type { RemoteRooms } from './remote-rooms.ts'
 import type { Draft, LeaveIntent, Sequencer } from './sequencer.ts'
 
 export class RoomsService {
@@ -18,10 +19,13 @@ export class RoomsService {
     private readonly repos: Repos,
     private readonly sequencer: Sequencer,
     private readonly serverName: string,
+    private readonly remote: RemoteRooms,
   ) {}
 
-  #submit(draft: Draft) {
-    return this.sequencer.submit(draft)
+  /** Sequences here if we own the room, else through its owner (resolves once it has). */
+  #submit(draft: Draft): Promise<{ event_id: string }> {
+    if (parseRoomId(draft.room)?.server === this.serverName) return this.sequencer.submit(draft)
+    return this.remote.submit(draft)
   }
 
   #member(

@@ -15,8 +15,10 @@ import {
   hashCanonicalText,
   GENESIS_PREV,
   ParleyError,
+  parseRoomId,
   toBase64Url,
   type Envelope,
+  type EventHeader,
   type JsonObject,
 } from '@parley/protocol'
 import type { Signer } from '@parley/protocol/signing'
@@ -47,12 +49,33 @@ export interface Draft {
   readonly intent?: LeaveIntent | undefined
   /** Makes the send idempotent per device. */
   readonly txn?: { readonly deviceId: string; readonly txnId: string }
+  /**
+   * An event another server originated and signed (a federation SUBMIT): sequenced with exactly this
+   * header, so its id and the origin's signature stay valid. Idempotent by event id.
+   */
+  readonly remote?: { readonly header: EventHeader; readonly originSig: { kid: string; sig: string } }
 }
+
+/** What a {@link Job} may do inside the sequencer's transaction besides plain writes. */
+export interface JobContext {
+  /** The next server stream position, for an event the job stores. */
+  nextStream(): number
+  /** An event the job stored: it is delivered with the batch (after durability), in stream order. */
+  committed(event: CommittedEvent): void
+}
+
+/**
+ * A write that rides the sequencer's group commit: it runs inside the batch transaction (in its own
+ * savepoint: a throw undoes it alone) and resolves only once the batch is durable. Replication uses
+ * it to apply a verified batch from a room's owner and to store outbox rows.
+ */
+export type Job<T> = (ctx: JobContext) => T
 
 /** A committed event, in the shape clients receive. */
 export type CommittedEvent = ClientEventRow & { readonly content: string }
 
-type Outcome = CommittedEvent | ParleyError | { dupOf: number } | { txnEventId: string }
+type Outcome =
+  CommittedEvent | ParleyError | { dupOf: number } | { txnEventId: string } | { jobResult: unknown }
 
 /** A committed batch on its way to delivery. */
 interface Committed {
@@ -87,9 +110,10 @@ export interface RoomRules {
 }
 
 interface Pending {
-  readonly draft: Draft
+  readonly draft: Draft | null
+  readonly job?: Job<unknown>
   readonly originTs: number
-  resolve(event: CommittedEvent): void
+  resolve(value: never): void
   reject(err: unknown): void
 }
 
@@ -176,6 +200,15 @@ export class Sequencer {
     this.#schedule()
   }
 
+  /** Runs `job` in the next batch transaction; resolves with its result once the batch is durable. */
+  run<T>(job: Job<T>): Promise<T> {
+    return new Promise((resolve, reject) => {
+      if (this.#failed) return reject(new ParleyError('P_STORAGE', 'storage failure: not accepting writes'))
+      this.#queue.push({ draft: null, job, originTs: 0, resolve, reject })
+      this.#schedule()
+    })
+  }
+
   #schedule(): void {
     if (this.#scheduled) return
     this.#scheduled = true
@@ -199,9 +232,42 @@ export class Sequencer {
     const batchTxns = new Map<string, number>()
     let stream = this.#committedHead
 
+    let jobsWrote = false
+    const context: JobContext = {
+      nextStream: () => ++stream,
+      committed: (event) => committed.push(event),
+    }
     const write = this.db.transaction(() => {
       for (let i = 0; i < batch.length; i++) {
-        const { draft, originTs } = batch[i]!
+        const { draft, job, originTs } = batch[i]!
+        if (job) {
+          const streamBefore = stream
+          const committedBefore = committed.length
+          try {
+            outcomes.push({ jobResult: this.db.transaction(job)(context) })
+            jobsWrote = true
+          } catch (err) {
+            if (!(err instanceof ParleyError)) throw err
+            stream = streamBefore
+            committed.length = committedBefore
+            outcomes.push(err)
+          }
+          continue
+        }
+        if (!draft) throw new Error('a queue entry without draft or job')
+        if (draft.remote) {
+          const eventId = eventIdOfCanonical(canonicalJson(draft.remote.header))
+          const earlier = batchTxns.get(eventId)
+          if (earlier !== undefined) {
+            outcomes.push({ dupOf: earlier })
+            continue
+          }
+          if (this.repos.events.get(eventId)) {
+            outcomes.push({ txnEventId: eventId })
+            continue
+          }
+          batchTxns.set(eventId, i)
+        }
         if (draft.txn) {
           const key = draft.txn.deviceId + '\0' + draft.txn.txnId
           const earlier = batchTxns.get(key)
@@ -217,6 +283,9 @@ export class Sequencer {
           batchTxns.set(key, i)
         }
         try {
+          // Only the owner sequences a room (DESIGN.md section 4); others go through federation.
+          if (parseRoomId(draft.room)?.server !== this.serverName)
+            throw new ParleyError('P_FORBIDDEN', 'this server does not own that room')
           this.rules.check(draft)
         } catch (err) {
           if (err instanceof ParleyError) {
@@ -232,16 +301,18 @@ export class Sequencer {
           heads.set(draft.room, head)
         }
         const contentJson = draft.contentJson ?? canonicalJson(draft.content)
-        const header = buildHeader({
-          room: draft.room,
-          type: draft.type,
-          stateKey: draft.stateKey,
-          sender: draft.sender,
-          origin: this.serverName,
-          originTs,
-          content: draft.content,
-          contentJson,
-        })
+        const header =
+          draft.remote?.header ??
+          buildHeader({
+            room: draft.room,
+            type: draft.type,
+            stateKey: draft.stateKey,
+            sender: draft.sender,
+            origin: this.serverName,
+            originTs,
+            content: draft.content,
+            contentJson,
+          })
         const headerJson = canonicalJson(header)
         const eventId = eventIdOfCanonical(headerJson)
         const envelope: Envelope = {
@@ -262,7 +333,7 @@ export class Sequencer {
           type: draft.type,
           state_key: draft.stateKey ?? null,
           sender: draft.sender,
-          origin_ts: originTs,
+          origin_ts: header.origin_ts,
           v: header.v,
           origin: header.origin,
           nonce: header.nonce,
@@ -271,6 +342,8 @@ export class Sequencer {
           owner_ts: envelope.owner_ts,
           content: contentJson,
           relates_to: relatesTo,
+          origin_kid: draft.remote?.originSig.kid ?? null,
+          origin_sig: draft.remote?.originSig.sig ?? null,
         })
         if (draft.txn) this.repos.events.insertTxn(draft.txn.deviceId, draft.txn.txnId, eventId, originTs)
         const event: CommittedEvent = {
@@ -281,7 +354,7 @@ export class Sequencer {
           type: draft.type,
           state_key: draft.stateKey ?? null,
           sender: draft.sender,
-          origin_ts: originTs,
+          origin_ts: header.origin_ts,
           content: contentJson,
           redacted_by: null,
         }
@@ -297,6 +370,7 @@ export class Sequencer {
         this.repos.rooms.setHead(room, head.seq, head.hash)
         this.repos.events.setOwnerSig(
           head.envelope.event_id,
+          this.signer.kid,
           toBase64Url(this.signer.sign(envelopeSigningBytes(head.envelope))),
         )
       }
@@ -315,7 +389,7 @@ export class Sequencer {
     const item: Committed = { stream, committed, batch, outcomes }
     const sync = this.durability.sync
     // Nothing written (all refused or repeated txns): nothing to wait for.
-    if (!sync || committed.length === 0) {
+    if (!sync || (committed.length === 0 && !jobsWrote)) {
       this.#deliver(item)
       if (this.#queue.length > 0) this.#schedule()
       return
@@ -361,8 +435,9 @@ export class Sequencer {
   #settle(batch: readonly Pending[], outcomes: readonly Outcome[]): void {
     for (let i = 0; i < batch.length; i++) {
       const outcome = outcomes[i]!
-      const p = batch[i]!
+      const p = batch[i]! as Pending & { resolve(value: unknown): void }
       if (outcome instanceof ParleyError) p.reject(outcome)
+      else if ('jobResult' in outcome) p.resolve(outcome.jobResult)
       else if ('dupOf' in outcome) {
         const first = outcomes[outcome.dupOf]!
         if (first instanceof ParleyError) p.reject(first)

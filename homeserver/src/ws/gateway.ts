@@ -315,6 +315,8 @@ class ClientConnection implements LiveConnection {
               `{"type":"sent","txn_id":${JSON.stringify(txnId)},"event_id":"${event.event_id}","seq":${event.seq}}`,
             ),
           (err: unknown) => this.#fail(err, txnId),
+          (eventId) =>
+            this.send(`{"type":"pending","txn_id":${JSON.stringify(txnId)},"event_id":"${eventId}"}`),
         )
         return
       }

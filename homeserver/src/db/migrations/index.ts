@@ -2,6 +2,7 @@
 import type { Database } from 'better-sqlite3'
 import * as m0001 from './0001-initial.ts'
 import * as m0002 from './0002-server-keys.ts'
+import * as m0003 from './0003-replication.ts'
 
 export interface Migration {
   readonly version: number
@@ -12,4 +13,5 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: '0001-initial', up: m0001.up },
   { version: 2, name: '0002-server-keys', up: m0002.up },
+  { version: 3, name: '0003-replication', up: m0003.up },
 ]

@@ -19,6 +19,9 @@ export interface EventRow {
   owner_sig: string | null
   relates_to: string | null
   redacted_by: string | null
+  origin_kid: string | null
+  origin_sig: string | null
+  owner_kid: string | null
 }
 
 /** The columns clients need (headers and envelopes stay on the server and in federation). */
@@ -55,9 +58,13 @@ export class EventsRepo {
       number,
       string | null,
       string | null,
+      string | null,
+      string | null,
     ]
   >
-  readonly #setOwnerSig: Statement<[string, string]>
+  readonly #setOwnerSig: Statement<[string, string, string]>
+  readonly #range: Statement<[string, number, number, number], EventRow>
+  readonly #atSeq: Statement<[string, number], EventRow>
   readonly #redact: Statement<[string, string]>
   readonly #redactEdits: Statement<[string, string]>
   readonly #byId: Statement<[string], EventRow>
@@ -75,9 +82,14 @@ export class EventsRepo {
   constructor(db: Database) {
     this.#insert = db.prepare(
       `INSERT INTO events (stream_pos, room_id, seq, event_id, type, state_key, sender, origin_ts, v, origin, nonce,
-         content_hash, prev, owner_ts, content, relates_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         content_hash, prev, owner_ts, content, relates_to, origin_kid, origin_sig)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
-    this.#setOwnerSig = db.prepare('UPDATE events SET owner_sig = ? WHERE event_id = ?')
+    this.#setOwnerSig = db.prepare('UPDATE events SET owner_kid = ?, owner_sig = ? WHERE event_id = ?')
+    this.#range = db.prepare(
+      'SELECT * FROM events WHERE room_id = ? AND seq >= ? AND seq <= ? ORDER BY seq LIMIT ?',
+    )
+    this.#atSeq = db.prepare('SELECT * FROM events WHERE room_id = ? AND seq = ?')
     this.#redact = db.prepare('UPDATE events SET content = NULL, redacted_by = ? WHERE event_id = ?')
     this.#redactEdits = db.prepare(
       "UPDATE events SET content = NULL, redacted_by = ? WHERE relates_to = ? AND type = 'm.edit' AND redacted_by IS NULL",
@@ -124,7 +136,7 @@ export class EventsRepo {
     this.#seqAtStream = db.prepare('SELECT seq FROM events WHERE room_id = ? AND stream_pos = ?')
   }
 
-  insert(row: Omit<EventRow, 'owner_sig' | 'redacted_by'>): void {
+  insert(row: Omit<EventRow, 'owner_sig' | 'owner_kid' | 'redacted_by'>): void {
     this.#insert.run(
       row.stream_pos,
       row.room_id,
@@ -142,10 +154,20 @@ export class EventsRepo {
       row.owner_ts,
       row.content,
       row.relates_to,
+      row.origin_kid,
+      row.origin_sig,
     )
   }
-  setOwnerSig(eventId: string, sig: string): void {
-    this.#setOwnerSig.run(sig, eventId)
+  setOwnerSig(eventId: string, kid: string, sig: string): void {
+    this.#setOwnerSig.run(kid, sig, eventId)
+  }
+  /** Full rows of a room from `fromSeq` to `toSeq` (inclusive), in seq order (federation). */
+  range(roomId: string, fromSeq: number, toSeq: number, limit: number): EventRow[] {
+    return this.#range.all(roomId, fromSeq, toSeq, limit)
+  }
+  /** The event at `seq` in a room, if this server holds it. */
+  atSeq(roomId: string, seq: number): EventRow | undefined {
+    return this.#atSeq.get(roomId, seq)
   }
   /** Drops an event's content; its header (and so its id and signatures) stays verifiable. */
   redact(eventId: string, redactedBy: string): void {

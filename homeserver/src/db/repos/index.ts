@@ -6,6 +6,7 @@ import { MediaRepo } from './media.ts'
 import { MembershipsRepo } from './memberships.ts'
 import { PeersRepo } from './peers.ts'
 import { ReceiptsRepo } from './receipts.ts'
+import { ReplicationRepo } from './replication.ts'
 import { RoomsRepo } from './rooms.ts'
 import { ServerKeysRepo } from './server-keys.ts'
 import { UsersRepo } from './users.ts'
@@ -15,6 +16,7 @@ export type { EventRow, ClientEventRow } from './events.ts'
 export type { MediaRow } from './media.ts'
 export type { MembershipRow } from './memberships.ts'
 export type { PeerKeyRow, PeerRow, PeerState } from './peers.ts'
+export type { CursorRow, NewOutboxRow, OutboxRow } from './replication.ts'
 export type { RoomRow } from './rooms.ts'
 export type { ServerKeyRow } from './server-keys.ts'
 export type { UserRow } from './users.ts'
@@ -29,6 +31,7 @@ export class Repos {
   readonly media: MediaRepo
   readonly serverKeys: ServerKeysRepo
   readonly peers: PeersRepo
+  readonly replication: ReplicationRepo
 
   constructor(readonly db: Database) {
     this.users = new UsersRepo(db)
@@ -40,5 +43,6 @@ export class Repos {
     this.media = new MediaRepo(db)
     this.serverKeys = new ServerKeysRepo(db)
     this.peers = new PeersRepo(db)
+    this.replication = new ReplicationRepo(db)
   }
 }

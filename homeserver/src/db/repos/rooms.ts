@@ -10,6 +10,8 @@ export interface RoomRow {
   created_ts: number
   last_seq: number
   head_hash: string
+  /** A replica that started from a snapshot holds the log after this seq only (0: all of it). */
+  base_seq: number
 }
 
 export class RoomsRepo {
@@ -18,6 +20,10 @@ export class RoomsRepo {
   readonly #setHead: Statement<[number, string, string]>
   readonly #setName: Statement<[string, string]>
   readonly #setTopic: Statement<[string, string]>
+  readonly #insertReplica: Statement<
+    [string, string, string, number, string, string, number, number, string, number]
+  >
+  readonly #ownedBy: Statement<[string], { room_id: string; last_seq: number }>
 
   constructor(db: Database) {
     this.#insert = db.prepare(
@@ -27,6 +33,12 @@ export class RoomsRepo {
     this.#setHead = db.prepare('UPDATE rooms SET last_seq = ?, head_hash = ? WHERE room_id = ?')
     this.#setName = db.prepare('UPDATE rooms SET name = ? WHERE room_id = ?')
     this.#setTopic = db.prepare('UPDATE rooms SET topic = ? WHERE room_id = ?')
+    this.#insertReplica = db.prepare(
+      `INSERT INTO rooms (room_id, kind, creator, encrypted, name, topic, created_ts, last_seq, head_hash, base_seq)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    )
+    // Room ids end in ':' + owner; the owner part never contains ':' (server names have no port here).
+    this.#ownedBy = db.prepare(`SELECT room_id, last_seq FROM rooms WHERE room_id LIKE '%:' || ?`)
   }
 
   insert(
@@ -38,6 +50,25 @@ export class RoomsRepo {
     headHash: string,
   ): void {
     this.#insert.run(roomId, kind, creator, encrypted ? 1 : 0, now, headHash)
+  }
+  /** A replica's copy of a room, created from the owner's snapshot. */
+  insertReplica(row: Omit<RoomRow, 'created_ts'>, now: number): void {
+    this.#insertReplica.run(
+      row.room_id,
+      row.kind,
+      row.creator,
+      row.encrypted,
+      row.name,
+      row.topic,
+      now,
+      row.last_seq,
+      row.head_hash,
+      row.base_seq,
+    )
+  }
+  /** Rooms of one owner server that this server holds (a replica's resume list). */
+  ownedBy(server: string): Array<{ room_id: string; last_seq: number }> {
+    return this.#ownedBy.all(server).filter((r) => r.room_id.endsWith(':' + server))
   }
   get(roomId: string): RoomRow | undefined {
     return this.#get.get(roomId)

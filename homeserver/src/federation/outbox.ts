@@ -1,0 +1,243 @@
+/**
+ * The origin's half of replication (docs/federation.md, "Replication"): our users' writes to rooms
+ * another server owns. Each is signed here (origin signature), stored durably in the outbox and
+ * answered `pending`; SUBMITs go out in order over the owner's link (all of them again on every new
+ * link: the owner is idempotent by event id) and the owner's SUBMIT_ACK settles the row and tells the
+ * device `sent` (or the error).
+ */
+import {
+  buildHeader,
+  canonicalJson,
+  eventIdOfCanonical,
+  ERROR_STATUS,
+  eventSigningBytes,
+  ParleyError,
+  parseRoomId,
+  toBase64Url,
+  type ErrorCode,
+  type JsonObject,
+} from '@parley/protocol'
+import type { SubmitAckFrame } from '@parley/protocol/federation'
+import type { Signer } from '@parley/protocol/signing'
+import type { Clock } from '../clock.ts'
+import type { OutboxRow, Repos } from '../db/repos/index.ts'
+import type { Logger } from '../logger.ts'
+import type { Hub } from '../services/hub.ts'
+import type { RemoteResult, RemoteRooms, RemoteSendCallbacks } from '../services/remote-rooms.ts'
+import { notMember } from '../services/room-rules.ts'
+import type { Draft, Sequencer } from '../services/sequencer.ts'
+import type { LinkManager } from './link-manager.ts'
+
+/** SUBMITs in flight per owner. */
+const WINDOW = 500
+/** How long a REST change to a remote room waits for the owner before answering 503. */
+const SUBMIT_WAIT_MS = 20_000
+
+interface Flight {
+  /** Highest outbox row id sent on the current link. */
+  afterId: number
+  count: number
+}
+
+interface Waiter {
+  resolve(result: RemoteResult): void
+  reject(err: unknown): void
+}
+
+export interface OutboxOptions {
+  readonly serverName: string
+  readonly signer: Signer
+  readonly repos: Repos
+  readonly sequencer: Sequencer
+  readonly links: LinkManager
+  readonly hub: Hub
+  readonly clock: Clock
+  readonly log: Logger
+  readonly fault: (peer: string, code: string, detail: string) => void
+}
+
+export class Outbox implements RemoteRooms {
+  readonly #o: OutboxOptions
+  readonly #flights = new Map<string, Flight>()
+  readonly #waiters = new Map<string, Waiter>()
+
+  constructor(options: OutboxOptions) {
+    this.#o = options
+  }
+
+  /** Owners we owe submissions (dialled at start-up). */
+  owners(): string[] {
+    return this.#o.repos.replication.outboxOwners()
+  }
+
+  send(draft: Draft & { readonly txn: NonNullable<Draft['txn']> }, callbacks: RemoteSendCallbacks): void {
+    const known = this.#o.repos.replication.outboxByTxn(draft.txn.deviceId, draft.txn.txnId)
+    if (known) return answerKnown(known, callbacks)
+    const me = this.#o.repos.memberships.get(draft.room, draft.sender)
+    if (me?.membership !== 'join') return callbacks.reject(notMember())
+    this.#queue(draft, draft.txn.deviceId, draft.txn.txnId).then((row) => {
+      if (row.state !== 'pending' && row.event_id) return answerKnown(row, callbacks)
+      callbacks.pending(row.event_id)
+    }, callbacks.reject)
+  }
+
+  submit(draft: Draft): Promise<RemoteResult> {
+    // Only rooms we hold a copy of (we were invited or are in them): no probing of arbitrary room ids.
+    if (!this.#o.repos.rooms.get(draft.room)) return Promise.reject(notMember())
+    return this.#queue(draft, '', null).then(
+      (row) =>
+        new Promise<RemoteResult>((resolve, reject) => {
+          const timer = setTimeout(() => {
+            this.#waiters.delete(row.event_id)
+            reject(
+              new ParleyError(
+                'P_UNAVAILABLE',
+                "the room's server has not answered yet; the change stays queued and applies when it does",
+              ),
+            )
+          }, SUBMIT_WAIT_MS)
+          timer.unref()
+          this.#waiters.set(row.event_id, {
+            resolve: (result) => {
+              clearTimeout(timer)
+              resolve(result)
+            },
+            reject: (err) => {
+              clearTimeout(timer)
+              reject(err)
+            },
+          })
+        }),
+    )
+  }
+
+  /** Signs the event and stores it in the outbox (group-committed); then sends what is pending. */
+  #queue(draft: Draft, deviceId: string, txnId: string | null): Promise<OutboxRow> {
+    const { serverName, signer, repos, clock } = this.#o
+    const owner = parseRoomId(draft.room)!.server
+    const contentJson = draft.contentJson ?? canonicalJson(draft.content)
+    const header = buildHeader({
+      room: draft.room,
+      type: draft.type,
+      stateKey: draft.stateKey,
+      sender: draft.sender,
+      origin: serverName,
+      originTs: clock.now(),
+      content: draft.content,
+      contentJson,
+    })
+    const headerJson = canonicalJson(header)
+    const eventId = eventIdOfCanonical(headerJson)
+    const sig = toBase64Url(signer.sign(eventSigningBytes(header)))
+    // The intent of a leave (kick / unban) is not part of the event; it travels beside it.
+    const stored = draft.intent
+      ? canonicalJson({ ...JSON.parse(headerJson), intent: draft.intent })
+      : headerJson
+    return this.#o.sequencer
+      .run(() => {
+        if (txnId !== null) {
+          const known = repos.replication.outboxByTxn(deviceId, txnId)
+          if (known) return known
+        }
+        repos.replication.outboxInsert({
+          owner,
+          room_id: draft.room,
+          event_id: eventId,
+          device_id: deviceId,
+          txn_id: txnId ?? eventId,
+          header: stored,
+          content: contentJson,
+          origin_kid: signer.kid,
+          origin_sig: sig,
+          created_ts: clock.now(),
+        })
+        return repos.replication.outboxByEvent(eventId)!
+      })
+      .then((row) => {
+        this.pump(owner)
+        return row
+      })
+  }
+
+  /** Sends pending submissions to an owner, oldest first, up to the window; dials if there is no link. */
+  pump(owner: string): void {
+    const { links, repos } = this.#o
+    if (!links.linkTo(owner)) {
+      links.ensureLink(owner).catch(() => {}) // its `link up` pumps
+      return
+    }
+    const flight = this.#flights.get(owner)
+    if (!flight) return // the link is up but its start (linkUp) has not run yet
+    while (flight.count < WINDOW) {
+      const rows = repos.replication.outboxPending(owner, flight.afterId, WINDOW - flight.count)
+      if (rows.length === 0) return
+      for (const row of rows) {
+        const { intent, ...header } = JSON.parse(row.header) as JsonObject & { intent?: string }
+        const frame: JsonObject = {
+          type: 'submit',
+          header,
+          content: JSON.parse(row.content) as JsonObject,
+          origin_sig: { kid: row.origin_kid, sig: row.origin_sig },
+        }
+        if (intent !== undefined) frame.intent = intent
+        if (!links.send(owner, frame)) return
+        flight.afterId = row.id
+        flight.count++
+      }
+    }
+  }
+
+  linkUp(owner: string): void {
+    // Everything unanswered goes again: the owner answers repeats with the seq it already gave.
+    this.#flights.set(owner, { afterId: 0, count: 0 })
+    this.pump(owner)
+  }
+
+  linkDown(owner: string): void {
+    this.#flights.delete(owner)
+  }
+
+  onSubmitAck(peer: string, frame: SubmitAckFrame): void {
+    const { repos, hub } = this.#o
+    const row = repos.replication.outboxByEvent(frame.event_id)
+    if (!row || row.owner !== peer) return this.#o.fault(peer, 'unknown_submit', frame.event_id)
+    const flight = this.#flights.get(peer)
+    if (flight && flight.count > 0) flight.count--
+    const answer = 'seq' in frame ? { seq: frame.seq } : { errcode: frame.errcode, error: frame.error }
+    if (repos.replication.outboxSettle(frame.event_id, answer)) {
+      const sender = (JSON.parse(row.header) as { sender: string }).sender
+      const result = 'seq' in frame ? { event_id: frame.event_id, seq: frame.seq } : null
+      const error = 'seq' in frame ? null : remoteError(frame.errcode, frame.error)
+      if (row.device_id !== '') {
+        const text = result
+          ? JSON.stringify({ type: 'sent', txn_id: row.txn_id, ...result })
+          : JSON.stringify({
+              type: 'error',
+              txn_id: row.txn_id,
+              errcode: error!.errcode,
+              error: error!.message,
+            })
+        for (const conn of hub.connectionsOf(sender)) if (conn.deviceId === row.device_id) conn.send(text)
+      }
+      const waiter = this.#waiters.get(frame.event_id)
+      this.#waiters.delete(frame.event_id)
+      if (waiter) {
+        if (result) waiter.resolve(result)
+        else waiter.reject(error)
+      }
+    }
+    this.pump(peer)
+  }
+}
+
+function answerKnown(row: OutboxRow, callbacks: RemoteSendCallbacks): void {
+  if (row.state === 'pending') return callbacks.pending(row.event_id)
+  if (row.state === 'acked') return callbacks.sent({ event_id: row.event_id, seq: row.seq! })
+  callbacks.reject(remoteError(row.errcode ?? 'P_FORBIDDEN', row.error ?? 'refused'))
+}
+
+/** An owner's refusal as our error (an error code we do not know becomes P_FORBIDDEN). */
+function remoteError(errcode: string, error: string): ParleyError {
+  const code = Object.hasOwn(ERROR_STATUS, errcode) ? (errcode as ErrorCode) : 'P_FORBIDDEN'
+  return new ParleyError(code, error)
+}

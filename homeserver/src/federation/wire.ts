@@ -1,0 +1,27 @@
+/** Stored events in their federation form (docs/federation.md, "Event format"). */
+import { envelopeSigningBytes, toBase64Url, type JsonObject } from '@parley/protocol'
+import type { KeyedSignature, ReplicatedEvent } from '@parley/protocol/federation'
+import type { Signer } from '@parley/protocol/signing'
+import type { EventRow } from '../db/repos/index.ts'
+import { envelopeOf, headerOf } from '../services/event-log.ts'
+
+/** One stored event as it travels between servers. */
+export function replicatedEventOf(row: EventRow): ReplicatedEvent {
+  const item: ReplicatedEvent = {
+    header: headerOf(row) as ReplicatedEvent['header'],
+    content: row.content === null ? null : (JSON.parse(row.content) as JsonObject),
+    envelope: envelopeOf(row),
+  }
+  if (row.origin_kid !== null && row.origin_sig !== null)
+    item.origin_sig = { kid: row.origin_kid, sig: row.origin_sig }
+  return item
+}
+
+/**
+ * The owner's signature over a row's envelope: the stored one (the newest event of each committed batch
+ * has one), else a fresh one. A frame's last event needs one; the chain covers the rest.
+ */
+export function ownerSignatureOf(row: EventRow, signer: Signer): KeyedSignature {
+  if (row.owner_sig !== null && row.owner_kid !== null) return { kid: row.owner_kid, sig: row.owner_sig }
+  return { kid: signer.kid, sig: toBase64Url(signer.sign(envelopeSigningBytes(envelopeOf(row)))) }
+}

@@ -1,0 +1,169 @@
+/**
+ * Owner-sequenced rooms across real homeservers (docs/federation.md, "Replication"): remote invites
+ * and joins with a snapshot, remote sends (pending, then sent), fan-out to every server with a member,
+ * history from the replica.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import {
+  connect,
+  createRoom,
+  fullHistory,
+  http,
+  register,
+  roomPath,
+  sendText,
+  type TestSocket,
+} from './helpers.ts'
+import { startFederation, type Federation } from './support/federation.ts'
+
+const ACME = 'acme.localhost'
+const GLOBEX = 'globex.localhost'
+const INITECH = 'initech.localhost'
+
+let fed: Federation | null = null
+const sockets: TestSocket[] = []
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.close()
+  await fed?.close()
+  fed = null
+})
+
+function track(sock: TestSocket): TestSocket {
+  sockets.push(sock)
+  return sock
+}
+
+/** Waits for the live event of `type` with the given body (or any) in `room`. */
+function nextEvent(sock: TestSocket, room: string, body?: string) {
+  return sock.next(
+    (f) =>
+      f.type === 'event' &&
+      f.room === room &&
+      (body === undefined || (f.event as { content: { body?: string } }).content.body === body),
+    10_000,
+  )
+}
+
+describe('federated rooms', () => {
+  it('a DM across two organisations: invite, join, messages both ways, history on both sides', async () => {
+    fed = await startFederation([ACME, GLOBEX], () => (process.env.FED_DEBUG ? { logLevel: 'debug' } : {}))
+    const acme = fed.get(ACME)
+    const globex = fed.get(GLOBEX)
+    const alice = await register(acme, 'alice')
+    const bob = await register(globex, 'bob')
+    const bobSock = track(await connect(globex, bob))
+    const room = await createRoom(acme, alice, { kind: 'dm', invite: [bob.user_id] })
+
+    // The invite reaches bob on his own server.
+    const invite = await bobSock.next(
+      (f) => f.type === 'event' && f.room === room && (f.event as { type: string }).type === 'm.member',
+      10_000,
+    )
+    expect((invite.event as { content: { membership: string } }).content.membership).toBe('invite')
+    const rooms = await http<{ rooms: Array<{ room_id: string; membership: string }> }>(
+      globex,
+      'GET',
+      '/api/v1/rooms',
+      undefined,
+      bob.access_token,
+    )
+    expect(rooms.body.rooms.find((r) => r.room_id === room)?.membership).toBe('invite')
+
+    const joined = await http(globex, 'POST', roomPath(room, '/join'), undefined, bob.access_token)
+    expect(joined.status).toBe(200)
+
+    const aliceSock = track(await connect(acme, alice))
+    const toBob = nextEvent(bobSock, room, 'hi bob')
+    expect((await sendText(aliceSock, room, 'hi bob')).type).toBe('sent')
+    await toBob
+
+    const toAlice = nextEvent(aliceSock, room, 'hi alice')
+    bobSock.send({ type: 'send', txn_id: 'b1', room, event_type: 'm.message', content: { body: 'hi alice' } })
+    const pending = await bobSock.next((f) => f.txn_id === 'b1')
+    expect(pending.type).toBe('pending')
+    const sent = await bobSock.next((f) => f.type === 'sent' && f.txn_id === 'b1', 10_000)
+    expect(sent.event_id).toBe(pending.event_id)
+    await toAlice
+    await nextEvent(bobSock, room, 'hi alice') // the owner's copy comes back to bob's replica
+
+    const ownerView = await fullHistory(acme, alice.access_token, room)
+    const replicaView = await fullHistory(globex, bob.access_token, room)
+    expect(replicaView.map((e) => e.event_id)).toEqual(ownerView.map((e) => e.event_id))
+    expect(ownerView.filter((e) => e.type === 'm.message').map((e) => e.content.body)).toEqual([
+      'hi bob',
+      'hi alice',
+    ])
+    // A repeated txn is answered with the same event, not a second one.
+    bobSock.send({ type: 'send', txn_id: 'b1', room, event_type: 'm.message', content: { body: 'hi alice' } })
+    const again = await bobSock.next((f) => f.txn_id === 'b1' && f.type !== 'pending')
+    expect(again).toMatchObject({ type: 'sent', event_id: sent.event_id, seq: sent.seq })
+  }, 30_000)
+
+  it('a group with members on three servers sees one order everywhere', async () => {
+    fed = await startFederation([ACME, GLOBEX, INITECH])
+    const [a, b, c] = [fed.get(ACME), fed.get(GLOBEX), fed.get(INITECH)]
+    const alice = await register(a, 'alice')
+    const bob = await register(b, 'bob')
+    const carol = await register(c, 'carol')
+    const room = await createRoom(a, alice, {
+      kind: 'group',
+      name: 'tri',
+      invite: [bob.user_id, carol.user_id],
+    })
+    const bobSock = track(await connect(b, bob))
+    const carolSock = track(await connect(c, carol))
+    await bobSock.next((f) => f.type === 'event' && f.room === room, 10_000)
+    await carolSock.next((f) => f.type === 'event' && f.room === room, 10_000)
+    expect((await http(b, 'POST', roomPath(room, '/join'), undefined, bob.access_token)).status).toBe(200)
+    expect((await http(c, 'POST', roomPath(room, '/join'), undefined, carol.access_token)).status).toBe(200)
+    const aliceSock = track(await connect(a, alice))
+
+    const N = 20
+    for (let i = 0; i < N; i++) {
+      aliceSock.send({
+        type: 'send',
+        txn_id: `a${i}`,
+        room,
+        event_type: 'm.message',
+        content: { body: `a${i}` },
+      })
+      bobSock.send({
+        type: 'send',
+        txn_id: `b${i}`,
+        room,
+        event_type: 'm.message',
+        content: { body: `b${i}` },
+      })
+      carolSock.send({
+        type: 'send',
+        txn_id: `c${i}`,
+        room,
+        event_type: 'm.message',
+        content: { body: `c${i}` },
+      })
+    }
+    await Promise.all([
+      aliceSock.next((f) => f.type === 'sent' && f.txn_id === `a${N - 1}`, 15_000),
+      bobSock.next((f) => f.type === 'sent' && f.txn_id === `b${N - 1}`, 15_000),
+      carolSock.next((f) => f.type === 'sent' && f.txn_id === `c${N - 1}`, 15_000),
+    ])
+    const owner = await fullHistory(a, alice.access_token, room)
+    const messages = owner.filter((e) => e.type === 'm.message')
+    expect(messages).toHaveLength(3 * N)
+    const lastSeq = owner.at(-1)!.seq
+    // Each replica converges on exactly the owner's log.
+    for (const [server, user, sock] of [
+      [b, bob, bobSock],
+      [c, carol, carolSock],
+    ] as const) {
+      await sock.next((f) => f.type === 'event' && f.room === room && f.seq === lastSeq, 15_000)
+      const view = await fullHistory(server, user.access_token, room)
+      expect(view.map((e) => e.event_id)).toEqual(owner.map((e) => e.event_id))
+    }
+    // Per-sender order is kept.
+    for (const who of ['a', 'b', 'c']) {
+      const mine = messages.filter((e) => e.content.body!.startsWith(who)).map((e) => e.content.body)
+      expect(mine).toEqual(Array.from({ length: N }, (_, i) => `${who}${i}`))
+    }
+  }, 60_000)
+})

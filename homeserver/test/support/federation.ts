@@ -1,0 +1,89 @@
+/**
+ * Several real homeservers that know each other (static peer map, real key discovery over HTTP),
+ * for replication tests. Each runs on its own free port with its own temp data directory.
+ */
+import net from 'node:net'
+import { startTestServer, type TestServer } from '../helpers.ts'
+import type { ConfigInput } from '../../src/config.ts'
+
+/** Small timings so dead links and redials happen in test time. */
+export const FAST_FEDERATION = { pingMs: 250, handshakeTimeoutMs: 2000, backoffBaseMs: 20, backoffCapMs: 300 }
+
+/** A port nobody listens on right now (so servers can know each other's URL before starting). */
+export async function freePort(): Promise<number> {
+  const probe = net.createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const address = probe.address()
+  if (address === null || typeof address === 'string') throw new Error('no port')
+  await new Promise<void>((resolve) => probe.close(() => resolve()))
+  return address.port
+}
+
+export interface Federation {
+  readonly servers: Map<string, TestServer>
+  /** Base URL of each server (stable across restarts). */
+  readonly urls: Record<string, string>
+  readonly ports: Record<string, number>
+  get(name: string): TestServer
+  /** Starts (or restarts on its port and data directory) one server. */
+  start(name: string, overrides?: Partial<ConfigInput>): Promise<TestServer>
+  /** Stops one server, keeping its data (for restarts). */
+  stop(name: string): Promise<void>
+  /** Stops everything and deletes the data. */
+  close(): Promise<void>
+}
+
+/** Starts homeservers with the given names, each with every other in its peer map. */
+export async function startFederation(
+  names: readonly string[],
+  overrides: (name: string) => Partial<ConfigInput> = () => ({}),
+): Promise<Federation> {
+  const ports: Record<string, number> = {}
+  const urls: Record<string, string> = {}
+  for (const name of names) {
+    ports[name] = await freePort()
+    urls[name] = `http://127.0.0.1:${ports[name]}`
+  }
+  const servers = new Map<string, TestServer>()
+  const dataDirs = new Map<string, string>()
+  const peersOf = (name: string) =>
+    Object.fromEntries(names.filter((n) => n !== name).map((n) => [n, urls[n]!]))
+  const federation: Federation = {
+    servers,
+    urls,
+    ports,
+    get(name) {
+      const s = servers.get(name)
+      if (!s) throw new Error(`${name} is not running`)
+      return s
+    },
+    async start(name, extra = {}) {
+      const custom = overrides(name)
+      const s = await startTestServer({
+        serverName: name,
+        port: ports[name]!,
+        peers: peersOf(name),
+        ...custom,
+        ...extra,
+        federation: { ...FAST_FEDERATION, ...custom.federation, ...extra.federation },
+        ...(dataDirs.has(name) ? { dataDir: dataDirs.get(name)! } : {}),
+      })
+      dataDirs.set(name, s.dataDir)
+      servers.set(name, s)
+      return s
+    },
+    async stop(name) {
+      const s = servers.get(name)
+      servers.delete(name)
+      await s?.close()
+    },
+    async close() {
+      for (const s of servers.values()) await s.close()
+      servers.clear()
+      const { rm } = await import('node:fs/promises')
+      for (const dir of dataDirs.values()) await rm(dir, { recursive: true, force: true })
+    },
+  }
+  await Promise.all(names.map((n) => federation.start(n)))
+  return federation
+}
