@@ -2,8 +2,11 @@
  * Several real homeservers that know each other (static peer map, real key discovery over HTTP),
  * for replication tests. Each runs on its own free port with its own temp data directory.
  */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
 import net from 'node:net'
-import { startTestServer, type TestServer } from '../helpers.ts'
+import { fileURLToPath } from 'node:url'
+import { FAST_ARGON2, startTestServer, type TestServer } from '../helpers.ts'
 import type { ConfigInput } from '../../src/config.ts'
 
 /** Small timings so dead links and redials happen in test time. */
@@ -86,4 +89,62 @@ export async function startFederation(
   }
   await Promise.all(names.map((n) => federation.start(n)))
   return federation
+}
+
+/** A homeserver in its own process on a fixed port and data directory, so it can be killed and restarted. */
+export interface ChildHomeserver {
+  readonly url: string
+  readonly proc: ChildProcess
+  /** kill -9, resolves once the process is gone. */
+  kill(): Promise<void>
+  /** SIGTERM, resolves once it exited. */
+  stop(): Promise<void>
+}
+
+/** Starts `parley-homeserver start` with a config file written next to (not inside) the data directory. */
+export async function spawnHomeserver(
+  serverName: string,
+  port: number,
+  dataDir: string,
+  config: Record<string, unknown>,
+): Promise<ChildHomeserver> {
+  const configPath = `${dataDir}.config.json`
+  await writeFile(configPath, JSON.stringify({ logLevel: 'silent', argon2: FAST_ARGON2, ...config }))
+  const bin = fileURLToPath(new URL('../../bin/parley-homeserver.mjs', import.meta.url))
+  const proc = spawn(
+    process.execPath,
+    [bin, 'start', '--server-name', serverName, '--host', '127.0.0.1', '--port', String(port)].concat([
+      '--data-dir',
+      dataDir,
+      '--config',
+      configPath,
+    ]),
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString()
+      const m = /listening on (http:\/\/\S+)/.exec(out)
+      if (!m) return
+      proc.stdout!.off('data', onData)
+      proc.stdout!.resume()
+      resolve(m[1]!)
+    }
+    proc.stdout!.on('data', onData)
+    void exited.then(() => reject(new Error(`homeserver exited before listening: ${out}`)))
+  })
+  return {
+    url,
+    proc,
+    async kill() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
+      await exited
+    },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM')
+      await exited
+    },
+  }
 }
