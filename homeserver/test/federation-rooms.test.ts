@@ -12,6 +12,7 @@ import {
   register,
   roomPath,
   sendText,
+  waitUntil,
   type TestSocket,
 } from './helpers.ts'
 import { startFederation, type Federation } from './support/federation.ts'
@@ -166,4 +167,47 @@ describe('federated rooms', () => {
       expect(mine).toEqual(Array.from({ length: N }, (_, i) => `${who}${i}`))
     }
   }, 60_000)
+
+  it('typing, read receipts and presence cross servers; a server cannot speak for the users of another', async () => {
+    fed = await startFederation([ACME, GLOBEX])
+    const [a, b] = [fed.get(ACME), fed.get(GLOBEX)]
+    const alice = await register(a, 'alice')
+    const bob = await register(b, 'bob')
+    const room = await createRoom(a, alice, { kind: 'dm', invite: [bob.user_id] })
+    const bobSock = track(await connect(b, bob))
+    await bobSock.next((f) => f.type === 'event' && f.room === room, 10_000)
+    expect((await http(b, 'POST', roomPath(room, '/join'), undefined, bob.access_token)).status).toBe(200)
+    const aliceSock = track(await connect(a, alice))
+
+    bobSock.send({ type: 'typing', room, typing: true })
+    expect(await aliceSock.next((f) => f.type === 'typing' && f.room === room, 10_000)).toMatchObject({
+      user_ids: [bob.user_id],
+    })
+    const sent = await sendText(aliceSock, room, 'read me')
+    await nextEvent(bobSock, room, 'read me')
+    bobSock.send({ type: 'receipt', room, event_id: sent.event_id })
+    expect(await aliceSock.next((f) => f.type === 'receipt' && f.room === room, 10_000)).toMatchObject({
+      user_id: bob.user_id,
+      event_id: sent.event_id,
+    })
+    bobSock.send({ type: 'presence', status: 'away' })
+    expect(
+      await aliceSock.next((f) => f.type === 'presence' && f.user_id === bob.user_id, 10_000),
+    ).toMatchObject({
+      status: 'away',
+    })
+
+    // globex claims alice (an acme user) is typing: refused and counted, not shown to anyone.
+    b.services.links.send(ACME, {
+      type: 'ephemeral',
+      kind: 'typing',
+      room,
+      user_id: alice.user_id,
+      typing: true,
+    })
+    await waitUntil(() => (a.services.replication.stats.faults.get('spoofed_user') ?? 0) === 1, 10_000)
+    expect(
+      aliceSock.frames.some((f) => f.type === 'typing' && (f.user_ids as string[]).includes(alice.user_id)),
+    ).toBe(false)
+  }, 30_000)
 })

@@ -4,12 +4,15 @@
  * counts every refusal; cuts the link of a peer that keeps misbehaving; and at start-up dials the peers
  * that have data waiting.
  */
-import { REPLICATION_FRAMES } from '@parley/protocol/federation'
+import { ParleyError, parseUserId, type JsonObject } from '@parley/protocol'
+import { REPLICATION_FRAMES, type EphemeralFrame } from '@parley/protocol/federation'
+import type { PresenceStatus } from '@parley/protocol/schema'
 import type { Signer } from '@parley/protocol/signing'
 import type { Clock } from '../clock.ts'
 import type { Repos } from '../db/repos/index.ts'
 import type { Logger } from '../logger.ts'
-import type { Hub } from '../services/hub.ts'
+import type { EphemeralRelay, EphemeralService } from '../services/ephemeral.ts'
+import type { Hub, RoomMembers } from '../services/hub.ts'
 import type { RoomRules, Sequencer } from '../services/sequencer.ts'
 import type { LinkManager } from './link-manager.ts'
 import { LinkError, type AppFrame } from './link-socket.ts'
@@ -32,6 +35,8 @@ export interface ReplicationOptions {
   readonly peerKeys: Pick<PeerKeys, 'keyFor'>
   readonly verify: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean
   readonly hub: Hub
+  readonly members: RoomMembers
+  readonly ephemeral: EphemeralService
   readonly maxContentBytes: number
   readonly clock: Clock
   readonly log: Logger
@@ -47,7 +52,7 @@ export interface ReplicationStats {
   equivocations: number
 }
 
-export class Replication {
+export class Replication implements EphemeralRelay {
   readonly owner: OwnerSide
   readonly replica: ReplicaSide
   readonly outbox: Outbox
@@ -85,6 +90,60 @@ export class Replication {
       this.outbox.linkDown(peer)
     })
     options.links.onFrame((peer, frame) => this.#onFrame(peer, frame))
+    options.ephemeral.relay = this
+  }
+
+  // ---- ephemeral: typing, receipts, presence (never queued: a peer without a link misses them) ----
+
+  /** Other servers with a joined member in the room. */
+  #serversOf(room: string, into = new Set<string>()): Set<string> {
+    for (const user of this.#o.members.joined(room)) {
+      const server = parseUserId(user)?.server
+      if (server && server !== this.#o.serverName) into.add(server)
+    }
+    return into
+  }
+
+  #broadcast(servers: Iterable<string>, frame: JsonObject): void {
+    for (const server of servers) this.#o.links.send(server, frame)
+  }
+
+  typing(userId: string, room: string, typing: boolean): void {
+    this.#broadcast(this.#serversOf(room), { type: 'ephemeral', kind: 'typing', room, user_id: userId, typing })
+  }
+
+  receipt(userId: string, room: string, eventId: string): void {
+    this.#broadcast(this.#serversOf(room), {
+      type: 'ephemeral',
+      kind: 'receipt',
+      room,
+      user_id: userId,
+      event_id: eventId,
+    })
+  }
+
+  presence(userId: string, status: PresenceStatus): void {
+    const servers = new Set<string>()
+    for (const m of this.#o.repos.memberships.forUser(userId))
+      if (m.membership === 'join') this.#serversOf(m.room_id, servers)
+    this.#broadcast(servers, { type: 'ephemeral', kind: 'presence', user_id: userId, status })
+  }
+
+  #onEphemeral(peer: string, f: EphemeralFrame): void {
+    // A server speaks for its own users only (FED-2).
+    if (parseUserId(f.user_id)?.server !== peer)
+      return this.#fault(peer, 'spoofed_user', `${f.kind} for ${f.user_id}`)
+    const { ephemeral } = this.#o
+    try {
+      if (f.kind === 'typing') ephemeral.setTyping(f.user_id, f.room, f.typing, true)
+      else if (f.kind === 'receipt') ephemeral.receipt(f.user_id, f.room, f.event_id, true)
+      else ephemeral.setPresence(f.user_id, f.status, true)
+    } catch (err) {
+      if (!(err instanceof ParleyError)) throw err
+      // A receipt can overtake the event it points at; anything else is a peer speaking out of turn.
+      if (err.errcode === 'P_NOT_FOUND' || err.errcode === 'P_LIMIT_EXCEEDED') return
+      this.#fault(peer, 'ephemeral_refused', `${f.kind}: ${err.message}`)
+    }
   }
 
   /** Dials every peer we owe events or submissions (DESIGN.md section 6: "pending data at startup"). */
@@ -118,7 +177,7 @@ export class Replication {
       case 'submit_ack':
         return this.outbox.onSubmitAck(peer, f)
       case 'ephemeral':
-        return // federated typing, receipts and presence: next
+        return this.#onEphemeral(peer, f)
     }
   }
 

@@ -13,7 +13,16 @@ import { notMember } from './room-rules.ts'
 /** A typing notice lasts this long unless renewed. */
 export const TYPING_TTL_MS = 6000
 
+/** Carries our users' typing, receipts and presence to the other servers concerned (federation). */
+export interface EphemeralRelay {
+  typing(userId: string, room: string, typing: boolean): void
+  receipt(userId: string, room: string, eventId: string): void
+  presence(userId: string, status: PresenceStatus): void
+}
+
 export class EphemeralService {
+  /** Set once federation is wired in; updates that came from a peer are never relayed again. */
+  relay: EphemeralRelay | null = null
   readonly #typing = new Map<string, Map<string, ReturnType<typeof setTimeout>>>()
   readonly #presence = new Map<string, PresenceStatus>()
   /**
@@ -46,9 +55,11 @@ export class EphemeralService {
     return joined
   }
 
-  setTyping(userId: string, room: string, typing: boolean): void {
+  /** `fromPeer`: the user's own server told us (federation); it is not relayed again. */
+  setTyping(userId: string, room: string, typing: boolean, fromPeer = false): void {
     this.#requireJoined(room, userId)
     this.#limit(this.#typingRate, userId, 'typing')
+    if (!fromPeer) this.relay?.typing(userId, room, typing)
     let users = this.#typing.get(room)
     const had = users?.get(userId)
     if (had) clearTimeout(had)
@@ -83,12 +94,13 @@ export class EphemeralService {
   }
 
   /** Moves the user's read receipt forward to `eventId` and tells the room. */
-  receipt(userId: string, room: string, eventId: string): void {
+  receipt(userId: string, room: string, eventId: string, fromPeer = false): void {
     const joined = this.#requireJoined(room, userId)
     this.#limit(this.#receiptRate, userId, 'read receipt')
     const event = this.repos.events.get(eventId)
     if (!event || event.room_id !== room) throw new ParleyError('P_NOT_FOUND', 'event not found')
     if (!this.repos.receipts.advance(room, userId, event.seq, eventId, this.clock.now())) return
+    if (!fromPeer) this.relay?.receipt(userId, room, eventId)
     this.setTypingQuietly(userId, room)
     this.hub.sendToUsers(
       joined,
@@ -108,8 +120,9 @@ export class EphemeralService {
     this.setPresence(userId, status)
   }
 
-  setPresence(userId: string, status: PresenceStatus): void {
+  setPresence(userId: string, status: PresenceStatus, fromPeer = false): void {
     if (this.#presence.get(userId) === status) return
+    if (!fromPeer) this.relay?.presence(userId, status)
     if (status === 'offline') this.#presence.delete(userId)
     else this.#presence.set(userId, status)
     const audience = new Set<string>()

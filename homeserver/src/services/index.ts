@@ -95,6 +95,7 @@ export function createServices(
   const members = new RoomMembers(repos)
   const hub = new Hub(members)
   sequencer.onCommit((events) => hub.publish(events))
+  const ephemeral = new EphemeralService(repos, members, hub, clock)
   const replication = new Replication({
     serverName: config.serverName,
     signer,
@@ -105,6 +106,8 @@ export function createServices(
     peerKeys,
     verify: verifySignature,
     hub,
+    members,
+    ephemeral,
     maxContentBytes: config.limits.maxContentBytes,
     clock,
     log,
@@ -126,7 +129,7 @@ export function createServices(
     sync: new SyncService(repos, sequencer),
     members,
     hub,
-    ephemeral: new EphemeralService(repos, members, hub, clock),
+    ephemeral,
     media: new MediaService(repos, config.dataDir, clock),
     profiles: new ProfilesService(repos),
     restLimiter: new RateLimiter(clock, config.limits.restBurst, config.limits.restRequestsPerSecond),

@@ -189,6 +189,7 @@ export class RoomsService {
     const rows = this.repos.events.history(room, upto + 1, this.sequencer.streamHead, limit)
     const events = rows.map(clientEvent)
     const oldest = rows.at(-1)
-    return oldest && oldest.seq > 1 ? { events, next_before: oldest.seq } : { events }
+    // A replica that started from a snapshot holds nothing before its base.
+    return oldest && oldest.seq > roomRow.base_seq + 1 ? { events, next_before: oldest.seq } : { events }
   }
 }
