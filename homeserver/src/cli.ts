@@ -162,7 +162,7 @@ async function keys(positionals: string[], values: ReturnType<typeof parse>['val
       serverName: config.serverName,
       ownKeys: { keyFor: () => null },
       pinnedKeys: config.federation.pinnedKeys,
-      fetch: httpKeyFetcher(config.peers),
+      fetch: httpKeyFetcher(config.peers, { allowPrivateAddresses: config.federation.allowPrivateAddresses }),
     })
     const [, action, peer] = positionals
     if (action === undefined) {

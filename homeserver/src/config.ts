@@ -86,6 +86,17 @@ const Federation = z.strictObject({
   pingMs: z.number().int().min(10).default(30_000),
   /** Deadline of a link handshake, from dial (or upgrade) to the peer's stream header. */
   handshakeTimeoutMs: z.number().int().min(10).default(10_000),
+  /**
+   * Whether discovery may dial (and fetch keys from) loopback, private, link-local and other reserved
+   * addresses. Off by default: in open mode a peer name is attacker-chosen (SSRF). Peers in the static
+   * `peers` map are the admin's explicit choice and always allowed.
+   */
+  allowPrivateAddresses: z.boolean().default(false),
+  /** Inbound link handshakes in progress at once; more are answered 503 before any work. */
+  maxHandshakes: z.number().int().min(1).default(32),
+  /** Frames a peer may send per second on its link (sustained, and burst); over it, reads pause. */
+  framesPerSecond: z.number().min(1).default(5000),
+  frameBurst: z.number().int().min(1).default(20_000),
   /** Redial backoff: full jitter, `backoffBaseMs` doubling per failure, capped at `backoffCapMs`. */
   backoffBaseMs: z.number().int().min(1).default(1000),
   backoffCapMs: z

@@ -72,7 +72,9 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
       process.exit(70)
     },
   }
-  const keyFetcher = options.keyFetcher ?? httpKeyFetcher(config.peers)
+  const keyFetcher =
+    options.keyFetcher ??
+    httpKeyFetcher(config.peers, { allowPrivateAddresses: config.federation.allowPrivateAddresses })
   const services = createServices(config, db, serverKeys, clock, log, durability, keyFetcher)
   await services.media.init()
   const { app, gateway, injectWebSocket } = createApp(services)

@@ -4,6 +4,7 @@
  * (DESIGN.md section 6). Bounded in time and size; redirects are refused. Returns parsed JSON,
  * unverified: `PeerKeys` verifies it.
  */
+import { assertPublicHost } from './address-guard.ts'
 import type { KeyFetcher } from './peer-keys.ts'
 
 export interface HttpKeyFetcherOptions {
@@ -11,6 +12,8 @@ export interface HttpKeyFetcherOptions {
   readonly timeoutMs?: number
   /** Largest document accepted. Default 64 KiB. */
   readonly maxBytes?: number
+  /** Fetch from private addresses for servers outside the static map (`federation.allowPrivateAddresses`). */
+  readonly allowPrivateAddresses?: boolean
 }
 
 /** The well-known path of the key document. */
@@ -29,7 +32,11 @@ export function httpKeyFetcher(
   const timeoutMs = options.timeoutMs ?? 10_000
   const maxBytes = options.maxBytes ?? 64 * 1024
   return async (server) => {
-    const res = await fetch(keyDocumentUrl(peers, server), {
+    const url = keyDocumentUrl(peers, server)
+    // fetch() takes no lookup hook: check the answer first (the document is verified by signature, so
+    // a rebinding in between can at worst point one GET of this path somewhere it cannot read back).
+    if (!options.allowPrivateAddresses && !Object.hasOwn(peers, server)) await assertPublicHost(url)
+    const res = await fetch(url, {
       headers: { accept: 'application/json' },
       redirect: 'error',
       signal: AbortSignal.timeout(timeoutMs),

@@ -17,6 +17,7 @@ import {
 } from '@parley/protocol/federation'
 import type { Clock } from '../clock.ts'
 import type { Logger } from '../logger.ts'
+import { assertPublicUrl, publicOnlyLookup } from './address-guard.ts'
 import type { PeerKeys } from './peer-keys.ts'
 import { LinkError, openLink, type AppFrame, type Link, type LinkSocketOptions } from './link-socket.ts'
 
@@ -32,6 +33,8 @@ export interface LinkPolicyConfig {
   readonly handshakeTimeoutMs: number
   readonly backoffBaseMs: number
   readonly backoffCapMs: number
+  readonly allowPrivateAddresses: boolean
+  readonly maxHandshakes: number
 }
 
 export interface LinkManagerOptions {
@@ -104,6 +107,8 @@ export class LinkManager {
   readonly #frameHandlers = new Set<(peer: string, frame: AppFrame) => void>()
   readonly #listeners: Listeners = { 'link up': new Set(), 'link down': new Set() }
   #closing: Promise<void> | null = null
+  /** Inbound sockets between upgrade and the end of their handshake. */
+  #handshaking = 0
 
   constructor(options: LinkManagerOptions) {
     this.#o = options
@@ -167,11 +172,27 @@ export class LinkManager {
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.#closing) return refuseUpgrade(socket, 503, 'Service Unavailable')
     if (request.headers.origin !== undefined) return refuseUpgrade(socket, 403, 'Forbidden')
+    // Handshakes cost signature checks and maybe a key fetch: a bounded number at a time.
+    if (this.#handshaking >= this.#o.federation.maxHandshakes)
+      return refuseUpgrade(socket, 503, 'Service Unavailable')
+    this.#handshaking++
+    let counted = true
+    const done = () => {
+      if (counted) this.#handshaking--
+      counted = false
+    }
+    socket.once('close', done)
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
       this.#track(ws)
       openLink(ws, this.#socketOptions(this.#o.federation.handshakeTimeoutMs)).then(
-        (link) => this.#install(link),
-        (error: unknown) => this.#o.log.info({ err: String(error) }, 'inbound federation handshake failed'),
+        (link) => {
+          done()
+          this.#install(link)
+        },
+        (error: unknown) => {
+          done()
+          this.#o.log.info({ err: String(error) }, 'inbound federation handshake failed')
+        },
       )
     })
   }
@@ -233,12 +254,17 @@ export class LinkManager {
     const started = performance.now()
     const timeoutMs = this.#o.federation.handshakeTimeoutMs
     const attempt = (async () => {
+      const url = linkUrl(this.#o.peers, peer)
+      // Discovered addresses must be public unless allowed; the static peer map is the admin's choice.
+      const guarded = !this.#o.federation.allowPrivateAddresses && !Object.hasOwn(this.#o.peers, peer)
+      if (guarded) assertPublicUrl(url)
       // Never offer deflate (WS-3) and accept no frame larger than a sealed frame.
-      const ws = new WebSocket(linkUrl(this.#o.peers, peer), {
+      const ws = new WebSocket(url, {
         perMessageDeflate: false,
         maxPayload: MAX_SEALED_FRAME_BYTES,
         handshakeTimeout: timeoutMs,
         followRedirects: false,
+        ...(guarded ? { lookup: publicOnlyLookup as never } : {}),
       })
       this.#track(ws)
       await new Promise<void>((resolve, reject) => {

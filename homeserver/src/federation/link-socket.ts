@@ -281,6 +281,18 @@ export class Link {
     for (const frame of this.#pending.splice(0)) this.#receive(frame)
   }
 
+  /**
+   * Stops reading the peer's frames for `ms` (the per-peer rate limit): TCP backpressure slows the
+   * peer down, and nothing it sends meanwhile costs us work.
+   */
+  pauseFor(ms: number): void {
+    if (this.#ws.isPaused || this.#ending !== null) return
+    this.#ws.pause()
+    setTimeout(() => {
+      if (this.#ws.readyState === this.#ws.OPEN) this.#ws.resume()
+    }, ms).unref()
+  }
+
   /** Seals and sends one application frame; false if the link is closing. Throws if it is over 1 MiB. */
   send(frame: JsonObject): boolean {
     if (!this.open) return false

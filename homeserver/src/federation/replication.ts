@@ -12,6 +12,7 @@ import type { Clock } from '../clock.ts'
 import type { Repos } from '../db/repos/index.ts'
 import type { Logger } from '../logger.ts'
 import type { EphemeralRelay, EphemeralService } from '../services/ephemeral.ts'
+import { RateLimiter } from '../services/rate-limit.ts'
 import type { Hub, RoomMembers } from '../services/hub.ts'
 import type { RoomRules, Sequencer } from '../services/sequencer.ts'
 import type { LinkManager } from './link-manager.ts'
@@ -38,6 +39,9 @@ export interface ReplicationOptions {
   readonly members: RoomMembers
   readonly ephemeral: EphemeralService
   readonly maxContentBytes: number
+  /** Frames per second (and burst) a peer may send before its reads are paused. */
+  readonly framesPerSecond: number
+  readonly frameBurst: number
   readonly clock: Clock
   readonly log: Logger
 }
@@ -59,9 +63,11 @@ export class Replication implements EphemeralRelay {
   readonly stats: ReplicationStats = { applied: 0, faults: new Map(), equivocations: 0 }
   readonly #o: ReplicationOptions
   readonly #recentFaults = new Map<string, number[]>()
+  readonly #frameRate: RateLimiter
 
   constructor(options: ReplicationOptions) {
     this.#o = options
+    this.#frameRate = new RateLimiter(options.clock, options.frameBurst, options.framesPerSecond)
     const fault = (peer: string, code: string, detail: string) => this.#fault(peer, code, detail)
     this.owner = new OwnerSide({ ...options, fault })
     this.replica = new ReplicaSide({
@@ -109,7 +115,13 @@ export class Replication implements EphemeralRelay {
   }
 
   typing(userId: string, room: string, typing: boolean): void {
-    this.#broadcast(this.#serversOf(room), { type: 'ephemeral', kind: 'typing', room, user_id: userId, typing })
+    this.#broadcast(this.#serversOf(room), {
+      type: 'ephemeral',
+      kind: 'typing',
+      room,
+      user_id: userId,
+      typing,
+    })
   }
 
   receipt(userId: string, room: string, eventId: string): void {
@@ -154,6 +166,12 @@ export class Replication implements EphemeralRelay {
   }
 
   #onFrame(peer: string, frame: AppFrame): void {
+    const wait = this.#frameRate.take(peer)
+    if (wait > 0) {
+      // Over its rate: stop reading the peer for a while; one that keeps at it loses the link.
+      this.#o.links.linkTo(peer)?.pauseFor(wait)
+      this.#fault(peer, 'rate_limited', `${wait} ms`)
+    }
     const schema = REPLICATION_FRAMES[frame.type as keyof typeof REPLICATION_FRAMES] as
       (typeof REPLICATION_FRAMES)[keyof typeof REPLICATION_FRAMES] | undefined
     if (!schema) return this.#fault(peer, 'unknown_frame', frame.type.slice(0, 64))

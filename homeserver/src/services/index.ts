@@ -109,6 +109,8 @@ export function createServices(
     members,
     ephemeral,
     maxContentBytes: config.limits.maxContentBytes,
+    framesPerSecond: config.federation.framesPerSecond,
+    frameBurst: config.federation.frameBurst,
     clock,
     log,
   })
