@@ -92,6 +92,12 @@ const Federation = z.strictObject({
    * `peers` map are the admin's explicit choice and always allowed.
    */
   allowPrivateAddresses: z.boolean().default(false),
+  /**
+   * Least time between two fetches of one peer's key document (an unknown key id triggers one). Keeps
+   * a peer from making us fetch in a loop; after a rotation, links and events signed with its new key
+   * wait at most this long.
+   */
+  keyRefetchMs: z.number().int().min(0).default(60_000),
   /** Inbound link handshakes in progress at once; more are answered 503 before any work. */
   maxHandshakes: z.number().int().min(1).default(32),
   /** Frames a peer may send per second on its link (sustained, and burst); over it, reads pause. */

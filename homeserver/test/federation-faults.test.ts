@@ -20,6 +20,7 @@ import {
   type TestUser,
 } from './helpers.ts'
 import {
+  visibleHead,
   FAST_FEDERATION,
   freePort,
   spawnHomeserver,
@@ -75,7 +76,7 @@ describe('replication under faults', () => {
     aliceSock.send({ type: 'send', txn_id: 'a0', room, event_type: 'm.message', content: { body: 'before' } })
     await aliceSock.next((f) => f.type === 'sent' && f.txn_id === 'a0')
     const bobSock = track(await connect(fed.get(GLOBEX), bob))
-    const headAt = (name: string) => fed.get(name).services.repos.rooms.get(room)!.last_seq
+    const headAt = (name: string) => visibleHead(fed.get(name), room)
     await waitUntil(() => headAt(GLOBEX) === headAt(ACME), 10_000)
     aliceSock.close()
 
@@ -142,10 +143,7 @@ describe('replication under faults', () => {
 
     const globex = await fed.start(GLOBEX)
     const ownerHeads = rooms.map((r) => fed.get(ACME).services.repos.rooms.get(r)!.last_seq)
-    await waitUntil(
-      () => rooms.every((r, i) => globex.services.repos.rooms.get(r)?.last_seq === ownerHeads[i]),
-      30_000,
-    )
+    await waitUntil(() => rooms.every((r, i) => visibleHead(globex, r) === ownerHeads[i]), 30_000)
     for (let r = 0; r < 5; r++) {
       const owner = await fullHistory(fed.get(ACME), alice.access_token, rooms[r]!)
       const replica = await fullHistory(globex, bob.access_token, rooms[r]!)

@@ -122,6 +122,10 @@ export class ReplicaSide {
     })
   }
 
+  #isLocal(userId: string): boolean {
+    return parseUserId(userId)?.server === this.#o.serverName
+  }
+
   #head(room: string): Head | null {
     const known = this.#heads.get(room)
     if (known) return known
@@ -142,6 +146,11 @@ export class ReplicaSide {
     const fresh = held === null
     if (fresh && !snapshot)
       return this.#o.fault(peer, 'unknown_room', `events for ${room}, which we do not hold`)
+    // A server gets a room because one of its users is in it or invited: nobody else's rooms.
+    const ours = (m: SnapshotState['members'][number]) =>
+      this.#isLocal(m.user_id) && (m.membership === 'join' || m.membership === 'invite')
+    if (fresh && !snapshot!.members.some(ours))
+      return this.#o.fault(peer, 'unsolicited_snapshot', `${room} has none of our users`)
     const head = held ?? { seq: items[0]!.envelope.seq - 1, hash: items[0]!.envelope.prev }
     // What we hold already must be identical (idempotent by event id); a difference is equivocation.
     let skip = 0
@@ -226,6 +235,10 @@ export class ReplicaSide {
       const { header } = item
       // The owner's chain and signature vouch for its own users' events; others carry their origin's.
       if (header.origin === peer) continue
+      // A server our policy refuses is never contacted (not even for its keys) and never shown: its
+      // events are refused, so a room with its users stops here (docs/federation.md, "Policy").
+      if (header.origin !== this.#o.serverName && !this.#o.links.isAllowed(header.origin))
+        return { code: 'origin_not_allowed', detail: `${header.origin} in ${room}` }
       if (!item.origin_sig) return { code: 'missing_origin_sig', detail: item.envelope.event_id }
       if (!(await this.#signed(header.origin, item.origin_sig, header.origin_ts, eventSigningBytes(header))))
         return { code: 'bad_origin_sig', detail: item.envelope.event_id }
@@ -237,6 +250,19 @@ export class ReplicaSide {
     const key = await this.#o.peerKeys.keyFor(server, sig.kid, atTs)
     const signature = fromBase64Url(sig.sig)
     return key.ok && signature !== null && this.#o.verify(key.value, bytes, signature)
+  }
+
+  /**
+   * A snapshot's members, with our own users' state checked against what we know: only we can say that
+   * one of our users joined (we signed the join and the owner acknowledged it), so an unproven `join`
+   * of a local user counts as an invite: the owner cannot put our users into rooms they never entered.
+   */
+  #snapshotMembers(room: string, snapshot: SnapshotState): SnapshotState['members'] {
+    return snapshot.members.map((m) => {
+      if (m.membership !== 'join' || !this.#isLocal(m.user_id)) return m
+      const joined = this.#o.repos.replication.acknowledgedJoin(room, m.user_id)
+      return joined ? m : { ...m, membership: 'invite' as const, level: 0 }
+    })
   }
 
   /** Inside the sequencer's transaction: store and apply a verified batch; returns the new head seq. */
@@ -337,9 +363,9 @@ export class ReplicaSide {
       lastInserted = envelope.event_id
     }
     if (fresh && snapshot) {
-      for (const m of snapshot.members) {
+      for (const m of this.#snapshotMembers(room, snapshot)) {
         repos.memberships.set(room, m.user_id, m.membership, memberStream.get(m.user_id) ?? stream)
-        if (m.level > 0) repos.memberships.setLevel(room, m.user_id, m.level)
+        if (m.level > 0 && m.membership === 'join') repos.memberships.setLevel(room, m.user_id, m.level)
       }
     }
     repos.rooms.setHead(room, seq, hash)

@@ -172,9 +172,10 @@ export class Replication implements EphemeralRelay {
       this.#o.links.linkTo(peer)?.pauseFor(wait)
       this.#fault(peer, 'rate_limited', `${wait} ms`)
     }
-    const schema = REPLICATION_FRAMES[frame.type as keyof typeof REPLICATION_FRAMES] as
-      (typeof REPLICATION_FRAMES)[keyof typeof REPLICATION_FRAMES] | undefined
-    if (!schema) return this.#fault(peer, 'unknown_frame', frame.type.slice(0, 64))
+    // Own properties only: a type such as "constructor" must not find Object.prototype's.
+    if (!Object.hasOwn(REPLICATION_FRAMES, frame.type))
+      return this.#fault(peer, 'unknown_frame', frame.type.slice(0, 64))
+    const schema = REPLICATION_FRAMES[frame.type as keyof typeof REPLICATION_FRAMES]
     const parsed = schema.safeParse(frame)
     if (!parsed.success)
       return this.#fault(peer, 'bad_frame', `${frame.type}: ${parsed.error.issues[0]?.message}`)

@@ -79,6 +79,7 @@ export function createServices(
     ownKeys: serverKeys,
     pinnedKeys: config.federation.pinnedKeys,
     fetch: keyFetcher,
+    minFetchIntervalMs: config.federation.keyRefetchMs,
   })
   const links = new LinkManager({
     serverName: config.serverName,

@@ -28,7 +28,7 @@ export interface Federation {
   readonly urls: Record<string, string>
   readonly ports: Record<string, number>
   get(name: string): TestServer
-  /** Starts (or restarts on its port and data directory) one server. */
+  /** Starts (or restarts on its port and data directory, unless `dataDir` is given) one server. */
   start(name: string, overrides?: Partial<ConfigInput>): Promise<TestServer>
   /** Stops one server, keeping its data (for restarts). */
   stop(name: string): Promise<void>
@@ -49,6 +49,7 @@ export async function startFederation(
   }
   const servers = new Map<string, TestServer>()
   const dataDirs = new Map<string, string>()
+  const allDirs = new Set<string>()
   const peersOf = (name: string) =>
     Object.fromEntries(names.filter((n) => n !== name).map((n) => [n, urls[n]!]))
   const federation: Federation = {
@@ -66,12 +67,15 @@ export async function startFederation(
         serverName: name,
         port: ports[name]!,
         peers: peersOf(name),
+        // PARLEY_TEST_LOG=debug shows the servers' logs (debugging a federation test).
+        ...(process.env.PARLEY_TEST_LOG ? { logLevel: process.env.PARLEY_TEST_LOG as 'debug' } : {}),
         ...custom,
         ...extra,
         federation: { ...FAST_FEDERATION, ...custom.federation, ...extra.federation },
-        ...(dataDirs.has(name) ? { dataDir: dataDirs.get(name)! } : {}),
+        ...(dataDirs.has(name) && extra.dataDir === undefined ? { dataDir: dataDirs.get(name)! } : {}),
       })
       dataDirs.set(name, s.dataDir)
+      allDirs.add(s.dataDir)
       servers.set(name, s)
       return s
     },
@@ -84,7 +88,7 @@ export async function startFederation(
       for (const s of servers.values()) await s.close()
       servers.clear()
       const { rm } = await import('node:fs/promises')
-      for (const dir of dataDirs.values()) await rm(dir, { recursive: true, force: true })
+      for (const dir of allDirs) await rm(dir, { recursive: true, force: true })
     },
   }
   await Promise.all(names.map((n) => federation.start(n)))
@@ -147,4 +151,17 @@ export async function spawnHomeserver(
       await exited
     },
   }
+}
+
+/** The newest seq of a room that a server's readers see (committed and durable; `rooms.last_seq` may run ahead). */
+export function visibleHead(
+  server: {
+    services: {
+      repos: { events: { lastSeq(room: string, upto: number): number } }
+      sequencer: { streamHead: number }
+    }
+  },
+  room: string,
+): number {
+  return server.services.repos.events.lastSeq(room, server.services.sequencer.streamHead)
 }

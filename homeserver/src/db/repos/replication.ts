@@ -47,6 +47,7 @@ export class ReplicationRepo {
   readonly #outboxOwners: Statement<[], { owner: string }>
   readonly #outboxSettle: Statement<[string, number | null, string | null, string | null, string]>
   readonly #outboxPurge: Statement<[number]>
+  readonly #acknowledgedJoin: Statement<[string, string], { n: number }>
 
   constructor(db: Database) {
     this.#cursor = db.prepare('SELECT * FROM peer_cursors WHERE peer = ? AND room_id = ?')
@@ -75,6 +76,11 @@ export class ReplicationRepo {
       `UPDATE outbox SET state = ?, seq = ?, errcode = ?, error = ? WHERE event_id = ? AND state = 'pending'`,
     )
     this.#outboxPurge = db.prepare(`DELETE FROM outbox WHERE state != 'pending' AND created_ts < ?`)
+    this.#acknowledgedJoin = db.prepare(
+      `SELECT COUNT(*) AS n FROM outbox WHERE room_id = ? AND state = 'acked'
+         AND json_extract(header, '$.type') = 'm.member' AND json_extract(header, '$.state_key') = ?
+         AND json_extract(content, '$.membership') = 'join'`,
+    )
   }
 
   cursor(peer: string, roomId: string): CursorRow | undefined {
@@ -139,6 +145,10 @@ export class ReplicationRepo {
         ? this.#outboxSettle.run('acked', answer.seq, null, null, eventId)
         : this.#outboxSettle.run('rejected', null, answer.errcode, answer.error, eventId)
     return result.changes === 1
+  }
+  /** Whether the owner acknowledged a membership event of `userId` that we sent for `roomId`. */
+  acknowledgedJoin(roomId: string, userId: string): boolean {
+    return this.#acknowledgedJoin.get(roomId, userId)!.n > 0
   }
   /** Forgets answered submissions older than `beforeTs` (their txn ids can no longer be retried). */
   outboxPurge(beforeTs: number): number {
