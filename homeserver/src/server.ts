@@ -104,8 +104,11 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
   // Server-to-server links have their own ws server and limits (federation/link-manager.ts).
   routeFederationUpgrades(server, services.links)
   services.replication.start()
-  // Housekeeping: sessions that can never be refreshed again are deleted hourly.
-  const housekeeping = setInterval(() => services.accounts.purgeExpired(), 3600_000)
+  // Housekeeping, hourly: sessions that can never be refreshed again, submissions answered long ago.
+  const housekeeping = setInterval(() => {
+    services.accounts.purgeExpired()
+    services.replication.outbox.purgeAnswered()
+  }, 3600_000)
   housekeeping.unref()
   const port = (server.address() as AddressInfo).port
   const host = config.host.includes(':') ? `[${config.host}]` : config.host

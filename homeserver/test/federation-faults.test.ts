@@ -109,6 +109,18 @@ describe('replication under faults', () => {
     const replica = await fullHistory(fed.get(GLOBEX), bob.access_token, room)
     expect(bodies(owner)).toEqual(['before', ...Array.from({ length: 5 }, (_, i) => `while down ${i}`)])
     expect(replica.map((e) => e.event_id)).toEqual(owner.map((e) => e.event_id))
+    // Answered submissions stay a week (a device retrying its txn still gets the answer), then go.
+    const outbox = fed.get(GLOBEX).services
+    expect(outbox.replication.outbox.purgeAnswered()).toBe(0)
+    bobSock.send({
+      type: 'send',
+      txn_id: 'b0',
+      room,
+      event_type: 'm.message',
+      content: { body: 'while down 0' },
+    })
+    expect(await bobSock.next((f) => f.txn_id === 'b0')).toMatchObject({ type: 'sent', seq: seqs[0] })
+    expect(outbox.repos.replication.outboxPurge(Date.now() + 8 * 24 * 3600_000)).toBe(6)
   }, 60_000)
 
   it('FLT-2: a replica down while 1,000 events go into 5 rooms (the owner restarting once) ends with exactly those, in order', async () => {

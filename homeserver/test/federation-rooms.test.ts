@@ -15,7 +15,7 @@ import {
   waitUntil,
   type TestSocket,
 } from './helpers.ts'
-import { startFederation, type Federation } from './support/federation.ts'
+import { startFederation, visibleHead, type Federation } from './support/federation.ts'
 
 const ACME = 'acme.localhost'
 const GLOBEX = 'globex.localhost'
@@ -209,5 +209,47 @@ describe('federated rooms', () => {
     expect(
       aliceSock.frames.some((f) => f.type === 'typing' && (f.user_ids as string[]).includes(alice.user_id)),
     ).toBe(false)
+  }, 30_000)
+
+  it('a server whose last member leaves (or is kicked) gets that event, then nothing more', async () => {
+    fed = await startFederation([ACME, GLOBEX, INITECH])
+    const [a, b, c] = [fed.get(ACME), fed.get(GLOBEX), fed.get(INITECH)]
+    const alice = await register(a, 'alice')
+    const bob = await register(b, 'bob')
+    const carol = await register(c, 'carol')
+    const room = await createRoom(a, alice, { kind: 'group', invite: [bob.user_id, carol.user_id] })
+    for (const [server, user] of [
+      [b, bob],
+      [c, carol],
+    ] as const) {
+      await waitUntil(() => server.services.repos.rooms.get(room) !== undefined, 10_000)
+      expect((await http(server, 'POST', roomPath(room, '/join'), undefined, user.access_token)).status).toBe(
+        200,
+      )
+    }
+    const replicas = () => [...a.services.replication.owner.peersOf(room)].sort()
+    expect(replicas()).toEqual([GLOBEX, INITECH])
+
+    // carol leaves on her own server; bob is kicked by alice.
+    expect((await http(c, 'POST', roomPath(room, '/leave'), undefined, carol.access_token)).status).toBe(200)
+    const kick = await http(a, 'POST', roomPath(room, '/kick'), { user_id: bob.user_id }, alice.access_token)
+    expect(kick.status).toBe(200)
+    const kickSeq = a.services.repos.rooms.get(room)!.last_seq
+    // Both servers learn of their user's departure, then stop replicating the room.
+    await waitUntil(() => replicas().length === 0, 10_000)
+    expect(b.services.repos.memberships.get(room, bob.user_id)?.membership).toBe('leave')
+    expect(c.services.repos.memberships.get(room, carol.user_id)?.membership).toBe('leave')
+    expect(visibleHead(b, room)).toBe(kickSeq)
+    expect(a.services.repos.replication.cursor(GLOBEX, room)).toBeUndefined()
+
+    const aliceSock = track(await connect(a, alice))
+    const after = await sendText(aliceSock, room, 'only acme now')
+    expect(after.type).toBe('sent')
+    // Nothing more reaches the servers that left: their copies end at the departures.
+    expect(b.services.repos.rooms.get(room)!.last_seq).toBe(kickSeq)
+    expect(c.services.repos.rooms.get(room)!.last_seq).toBeLessThan(kickSeq)
+    // bob reads the room up to his kick and no further, from his own server.
+    const seen = await fullHistory(b, bob.access_token, room)
+    expect(seen.at(-1)!.seq).toBe(kickSeq)
   }, 30_000)
 })

@@ -28,6 +28,8 @@ import { notMember } from '../services/room-rules.ts'
 import type { Draft, Sequencer } from '../services/sequencer.ts'
 import type { LinkManager } from './link-manager.ts'
 
+/** How long an answered submission stays, so a device retrying its txn still gets the answer. */
+const ANSWERED_KEPT_MS = 7 * 24 * 3600_000
 /** SUBMITs in flight per owner. */
 const WINDOW = 500
 /** How long a REST change to a remote room waits for the owner before answering 503. */
@@ -63,6 +65,11 @@ export class Outbox implements RemoteRooms {
 
   constructor(options: OutboxOptions) {
     this.#o = options
+  }
+
+  /** Housekeeping: forgets submissions answered more than a week ago. */
+  purgeAnswered(): number {
+    return this.#o.repos.replication.outboxPurge(this.#o.clock.now() - ANSWERED_KEPT_MS)
   }
 
   /** Owners we owe submissions (dialled at start-up). */
