@@ -108,6 +108,7 @@ export async function startServer(input: ConfigInput, options: StartOptions = {}
   const housekeeping = setInterval(() => {
     services.accounts.purgeExpired()
     services.replication.outbox.purgeAnswered()
+    services.repos.toDevice.purgeOrphans()
   }, 3600_000)
   housekeeping.unref()
   const port = (server.address() as AddressInfo).port

@@ -21,6 +21,8 @@ import { Outbox } from './outbox.ts'
 import { OwnerSide } from './owner-side.ts'
 import type { PeerKeys } from './peer-keys.ts'
 import { ReplicaSide } from './replica-side.ts'
+import { FederatedToDevice } from './to-device-relay.ts'
+import type { ToDeviceService } from '../services/to-device.ts'
 
 /** A peer that commits this many faults within FAULT_WINDOW_MS loses its link (FED-2). */
 const FAULT_LIMIT = 10
@@ -38,6 +40,7 @@ export interface ReplicationOptions {
   readonly hub: Hub
   readonly members: RoomMembers
   readonly ephemeral: EphemeralService
+  readonly toDevice: ToDeviceService
   readonly maxContentBytes: number
   /** Frames per second (and burst) a peer may send before its reads are paused. */
   readonly framesPerSecond: number
@@ -60,6 +63,7 @@ export class Replication implements EphemeralRelay {
   readonly owner: OwnerSide
   readonly replica: ReplicaSide
   readonly outbox: Outbox
+  readonly toDevice: FederatedToDevice
   readonly stats: ReplicationStats = { applied: 0, faults: new Map(), equivocations: 0 }
   readonly #o: ReplicationOptions
   readonly #recentFaults = new Map<string, number[]>()
@@ -84,16 +88,19 @@ export class Replication implements EphemeralRelay {
       },
     })
     this.outbox = new Outbox({ ...options, fault })
+    this.toDevice = new FederatedToDevice({ ...options, fault })
     options.sequencer.onCommit((events) => this.owner.committed(events))
     options.links.on('link up', (link) => {
       const peer = link.peer
       this.owner.linkUp(peer)
       this.replica.linkUp(peer)
       this.outbox.linkUp(peer)
+      this.toDevice.linkUp(peer)
     })
     options.links.on('link down', (peer) => {
       this.owner.linkDown(peer)
       this.outbox.linkDown(peer)
+      this.toDevice.linkDown(peer)
     })
     options.links.onFrame((peer, frame) => this.#onFrame(peer, frame))
     options.ephemeral.relay = this
@@ -160,7 +167,8 @@ export class Replication implements EphemeralRelay {
 
   /** Dials every peer we owe events or submissions (DESIGN.md section 6: "pending data at startup"). */
   start(): void {
-    for (const peer of new Set([...this.owner.peersBehind(), ...this.outbox.owners()])) {
+    const owed = [...this.owner.peersBehind(), ...this.outbox.owners(), ...this.toDevice.peersOwed()]
+    for (const peer of new Set(owed)) {
       this.#o.links.ensureLink(peer).catch(() => {}) // the link manager redials with backoff
     }
   }
@@ -197,6 +205,10 @@ export class Replication implements EphemeralRelay {
         return this.outbox.onSubmitAck(peer, f)
       case 'ephemeral':
         return this.#onEphemeral(peer, f)
+      case 'to_device':
+        return this.toDevice.onMessage(peer, f)
+      case 'to_device_ack':
+        return this.toDevice.onAck(peer, f)
     }
   }
 

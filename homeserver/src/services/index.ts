@@ -21,6 +21,7 @@ import { RoomsService } from './rooms.ts'
 import { Sequencer, type Durability } from './sequencer.ts'
 import type { ServerKeys } from './server-keys.ts'
 import { SyncService } from './sync.ts'
+import { ToDeviceService } from './to-device.ts'
 
 export type { Session } from './accounts.ts'
 export type { LiveConnection } from './hub.ts'
@@ -49,6 +50,8 @@ export interface Services {
   readonly members: RoomMembers
   readonly hub: Hub
   readonly ephemeral: EphemeralService
+  /** Durable device-to-device messages (E2E key sharing), local and across servers. */
+  readonly toDevice: ToDeviceService
   readonly media: MediaService
   readonly profiles: ProfilesService
   /** Authenticated REST requests per user. */
@@ -97,6 +100,14 @@ export function createServices(
   const hub = new Hub(members)
   sequencer.onCommit((events) => hub.publish(events))
   const ephemeral = new EphemeralService(repos, members, hub, clock)
+  const toDevice = new ToDeviceService(
+    repos,
+    sequencer,
+    hub,
+    config.serverName,
+    clock,
+    config.limits.maxContentBytes,
+  )
   const replication = new Replication({
     serverName: config.serverName,
     signer,
@@ -109,6 +120,7 @@ export function createServices(
     hub,
     members,
     ephemeral,
+    toDevice,
     maxContentBytes: config.limits.maxContentBytes,
     framesPerSecond: config.federation.framesPerSecond,
     frameBurst: config.federation.frameBurst,
@@ -133,6 +145,7 @@ export function createServices(
     members,
     hub,
     ephemeral,
+    toDevice,
     media: new MediaService(repos, config.dataDir, clock),
     profiles: new ProfilesService(repos),
     restLimiter: new RateLimiter(clock, config.limits.restBurst, config.limits.restRequestsPerSecond),

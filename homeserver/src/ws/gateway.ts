@@ -289,7 +289,10 @@ class ClientConnection implements LiveConnection {
         )
         this.send(page.frame)
         // Same tick as the last page: nothing committed in between can be missed or sent twice.
-        if (page.done && !this.#closed) this.live = true
+        if (page.done && !this.#closed) {
+          this.live = true
+          s.toDevice.deliver(this)
+        }
         return
       }
       case 'send': {
@@ -326,6 +329,17 @@ class ClientConnection implements LiveConnection {
         return s.ephemeral.receipt(session.userId, frame.room, frame.event_id)
       case 'presence':
         return s.ephemeral.requestPresence(session.userId, frame.status)
+      case 'to_device': {
+        s.messages.checkRate(session.deviceId)
+        const txnId = frame.txn_id
+        s.toDevice.send(session, frame).then(
+          () => this.send(`{"type":"to_device_sent","txn_id":${JSON.stringify(txnId)}}`),
+          (err: unknown) => this.#fail(err, txnId),
+        )
+        return
+      }
+      case 'to_device_ack':
+        return s.toDevice.ack(session, frame.upto)
       case 'ping':
         return this.send(
           JSON.stringify(frame.id === undefined ? { type: 'pong' } : { type: 'pong', id: frame.id }),

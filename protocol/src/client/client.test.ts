@@ -169,6 +169,37 @@ describe('ParleyClient sync', () => {
     expect(ctx.client.typing(ROOM, false)).toBe(false)
   })
 
+  it('emits to-device messages and acknowledges each; sendToDevice resolves on to_device_sent, rejects on error', async () => {
+    const ctx = await setup()
+    const ws = await online(ctx)
+    const got = nextEvent(ctx.client, 'to_device')
+    const message = {
+      id: 7,
+      sender: '@bob:acme.test',
+      sender_device: 'BOBDEVICE001',
+      event_type: 'e2e.room_key',
+      content: { key: 'k' },
+    }
+    ws.deliver({ type: 'to_device', ...message })
+    expect(await got).toEqual(message)
+    expect(await ws.nextFrame()).toEqual({ type: 'to_device_ack', upto: 7 })
+
+    const messages = { '@bob:acme.test': { '*': { key: 'k2' } } }
+    const sending = ctx.client.sendToDevice('e2e.room_key', messages)
+    const frame = (await ws.nextFrame()) as { txn_id: string }
+    expect(frame).toMatchObject({ type: 'to_device', event_type: 'e2e.room_key', messages })
+    ws.deliver({ type: 'to_device_sent', txn_id: frame.txn_id })
+    await sending
+
+    const refused = ctx.client.sendToDevice('e2e.room_key', messages)
+    const second = (await ws.nextFrame()) as { txn_id: string }
+    ws.deliver({ type: 'error', txn_id: second.txn_id, errcode: 'P_FORBIDDEN', error: 'no' })
+    await expect(refused).rejects.toBeInstanceOf(ApiError)
+    expect(() => ctx.client.sendToDevice('x', { 'not a user': {} })).toThrow(TypeError)
+    ctx.client.close()
+    await expect(ctx.client.sendToDevice('x', messages)).rejects.toBeInstanceOf(ClientClosedError)
+  })
+
   it('drops invalid server frames, reports them and stays connected', async () => {
     const ctx = await setup()
     const ws = await online(ctx)

@@ -17,6 +17,7 @@ import {
   ReceiptFrame,
   SendFrame,
   ServerFrame,
+  ToDeviceFrame,
   TypingFrame,
   describeZodError,
   parseJson,
@@ -67,6 +68,14 @@ export interface PresenceUpdate {
   readonly user_id: string
   readonly status: PresenceStatus
 }
+/** A to-device message for this device (E2E key sharing). */
+export interface ToDeviceMessage {
+  readonly id: number
+  readonly sender: string
+  readonly sender_device: string
+  readonly event_type: string
+  readonly content: Readonly<Record<string, unknown>>
+}
 /** What a send resolves to once the event is durably committed. */
 export interface SendResult {
   readonly event_id: string
@@ -108,6 +117,12 @@ export interface ParleyClientEvents {
   receipt: ReceiptUpdate
   /** A presence change. */
   presence: PresenceUpdate
+  /**
+   * A to-device message. It is acknowledged (and deleted on the server) right after the listeners
+   * ran: a listener must have stored what it needs by then. It may come again after a reconnect if
+   * the acknowledgement was lost: dedupe by `id`.
+   */
+  to_device: ToDeviceMessage
   /** A send was committed. */
   sent: SentNotice
   /** A send waits for a remote room's owner. */
@@ -250,6 +265,8 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   /** Frame handling and transmissions run one at a time, in order, across awaits on the store. */
   #queue: Promise<void> = Promise.resolve()
   readonly #waiters = new Map<string, Deferred<SendResult>>()
+  /** `sendToDevice` calls waiting for `to_device_sent`, by txn id. */
+  readonly #toDeviceWaiters = new Map<string, Deferred<void>>()
   #pausedUntil = 0
   #pauseTimer: TimerHandle | undefined
   #pingId = 0
@@ -415,6 +432,28 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     return this.#sendEphemeral(ReceiptFrame, { type: 'receipt', room, event_id: eventId })
   }
 
+  /**
+   * Sends a to-device message (`messages[user][device or "*"] = content`); resolves once the server
+   * stored it durably (for users of other servers: in its outbox). Rejects when not connected, or with
+   * the server's error.
+   */
+  sendToDevice(eventType: string, messages: ToDeviceFrame['messages']): Promise<void> {
+    const frame: ToDeviceFrame = {
+      type: 'to_device',
+      txn_id: newTxnId(),
+      event_type: eventType,
+      messages,
+    }
+    const checked = ToDeviceFrame.safeParse(frame)
+    if (!checked.success) throw new TypeError(`invalid to_device: ${describeZodError(checked.error)}`)
+    const conn = this.#conn
+    if (conn?.ready !== true || !this.#transmit(conn, frame))
+      return Promise.reject(new ClientClosedError('closed', frame.txn_id))
+    const waiter = deferred<void>()
+    this.#toDeviceWaiters.set(frame.txn_id, waiter)
+    return waiter.promise
+  }
+
   /** Sets the user's presence. Returns false when not connected. */
   presence(status: PresenceStatus): boolean {
     return this.#sendEphemeral(PresenceFrame, { type: 'presence', status })
@@ -505,6 +544,9 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     // No-ops rather than null: the ws package throws on an `error` event nobody listens to.
     conn.ws.onopen = conn.ws.onmessage = conn.ws.onclose = conn.ws.onerror = noop
     closeQuietly(conn.ws)
+    // Whether the server stored them is unknown: the caller decides whether to send again.
+    for (const [txnId, waiter] of this.#toDeviceWaiters) waiter.reject(new ClientClosedError('closed', txnId))
+    this.#toDeviceWaiters.clear()
   }
 
   #lost(conn: Connection): void {
@@ -619,6 +661,18 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       case 'presence':
         this.emit('presence', { user_id: frame.user_id, status: frame.status })
         return
+      case 'to_device': {
+        const { type: _type, ...message } = frame
+        this.emit('to_device', message)
+        this.#transmit(conn, { type: 'to_device_ack', upto: frame.id })
+        return
+      }
+      case 'to_device_sent': {
+        const waiter = this.#toDeviceWaiters.get(frame.txn_id)
+        this.#toDeviceWaiters.delete(frame.txn_id)
+        waiter?.resolve()
+        return
+      }
       case 'pong':
         return
       case 'error':
@@ -716,6 +770,12 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     const txnId = frame.txn_id
     if (txnId === undefined) {
       this.#report(error)
+      return
+    }
+    const toDevice = this.#toDeviceWaiters.get(txnId)
+    if (toDevice) {
+      this.#toDeviceWaiters.delete(txnId)
+      toDevice.reject(error)
       return
     }
     conn.sent.delete(txnId)

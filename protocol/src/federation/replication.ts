@@ -10,6 +10,7 @@ import { z } from 'zod'
 import { EVENT_VERSION } from '../events.ts'
 import {
   Cursor,
+  DeviceId,
   EventId,
   Membership,
   PresenceStatus,
@@ -165,6 +166,25 @@ export const EphemeralFrame = z.discriminatedUnion('kind', [
   }),
 ])
 
+/**
+ * Sender's server -> recipients' server: a to-device message of one of the sender's users for users
+ * of the receiving server (`messages[user][device | "*"]`). Durable on both ends; the receiver
+ * answers `to_device_ack` after storing it, and ignores a `message_id` it has seen.
+ */
+export const ToDeviceRelayFrame = z.strictObject({
+  type: z.literal('to_device'),
+  message_id: z.string().regex(/^[A-Za-z0-9_-]{22}$/, 'message_id must be 16 bytes of base64url'),
+  sender: UserId,
+  sender_device: DeviceId,
+  event_type: z.string().min(1).max(128),
+  messages: z.record(UserId, z.record(z.union([DeviceId, z.literal('*')]), JsonObjectSchema)),
+})
+/** The to-device message is stored on the receiving server. */
+export const ToDeviceAckRelayFrame = z.strictObject({
+  type: z.literal('to_device_ack'),
+  message_id: z.string().regex(/^[A-Za-z0-9_-]{22}$/),
+})
+
 /** Frames whose schema is checked by this module, by `type`. */
 export const REPLICATION_FRAMES = {
   events: EventsFrame,
@@ -175,6 +195,8 @@ export const REPLICATION_FRAMES = {
   submit: SubmitFrame,
   submit_ack: SubmitAckFrame,
   ephemeral: EphemeralFrame,
+  to_device: ToDeviceRelayFrame,
+  to_device_ack: ToDeviceAckRelayFrame,
 } as const
 
 export type EventsFrame = z.infer<typeof EventsFrame>
@@ -185,3 +207,5 @@ export type CursorsFrame = z.infer<typeof CursorsFrame>
 export type SubmitFrame = z.infer<typeof SubmitFrame>
 export type SubmitAckFrame = z.infer<typeof SubmitAckFrame>
 export type EphemeralFrame = z.infer<typeof EphemeralFrame>
+export type ToDeviceRelayFrame = z.infer<typeof ToDeviceRelayFrame>
+export type ToDeviceAckRelayFrame = z.infer<typeof ToDeviceAckRelayFrame>

@@ -31,6 +31,32 @@ export const TypingFrame = z.strictObject({ type: z.literal('typing'), room: Roo
 export const ReceiptFrame = z.strictObject({ type: z.literal('receipt'), room: RoomId, event_id: EventId })
 /** Sets the user's presence. */
 export const PresenceFrame = z.strictObject({ type: z.literal('presence'), status: PresenceStatus })
+/** Most recipients (user x device) of one `to_device` frame. */
+export const MAX_TO_DEVICE_RECIPIENTS = 1000
+
+/** A device id, or `*` for every device of the user. */
+export const ToDeviceTarget = z.union([DeviceId, z.literal('*')])
+
+/**
+ * Direct messages to devices (E2E key sharing), outside any room: `messages[user][device]` is the
+ * content for that device. Durable: each device gets it once, until it acknowledges it. Answered by
+ * `to_device_sent` once stored (for remote users: stored in our outbox). Idempotent by `txn_id`.
+ */
+export const ToDeviceFrame = z.strictObject({
+  type: z.literal('to_device'),
+  txn_id: TxnId,
+  event_type: z.string().min(1).max(128),
+  messages: z
+    .record(UserId, z.record(ToDeviceTarget, JsonObjectSchema))
+    .refine(
+      (m) =>
+        Object.values(m).reduce((n, devices) => n + Object.keys(devices).length, 0) <=
+        MAX_TO_DEVICE_RECIPIENTS,
+      `at most ${MAX_TO_DEVICE_RECIPIENTS} recipients`,
+    ),
+})
+/** The device has stored every to-device message up to `upto` (its `id`); they are deleted. */
+export const ToDeviceAckFrame = z.strictObject({ type: z.literal('to_device_ack'), upto: Cursor })
 /** Application-level ping; answered by `pong` with the same id. */
 export const PingFrame = z.strictObject({ type: z.literal('ping'), id: z.string().max(64).optional() })
 
@@ -42,10 +68,13 @@ export const ClientFrame = z.discriminatedUnion('type', [
   TypingFrame,
   ReceiptFrame,
   PresenceFrame,
+  ToDeviceFrame,
+  ToDeviceAckFrame,
   PingFrame,
 ])
 export type ClientFrame = z.infer<typeof ClientFrame>
 export type SendFrame = z.infer<typeof SendFrame>
+export type ToDeviceFrame = z.infer<typeof ToDeviceFrame>
 
 // ---- server -> client ----
 
@@ -97,6 +126,17 @@ export const PresenceStateFrame = z.object({
   user_id: UserId,
   status: PresenceStatus,
 })
+/** A to-device message for this device (delivered until acknowledged with `to_device_ack`). */
+export const ToDeviceMessageFrame = z.object({
+  type: z.literal('to_device'),
+  id: Cursor,
+  sender: UserId,
+  sender_device: DeviceId,
+  event_type: z.string().min(1).max(128),
+  content: JsonObjectSchema,
+})
+/** A `to_device` frame was stored (and will reach every recipient device once). */
+export const ToDeviceSentFrame = z.object({ type: z.literal('to_device_sent'), txn_id: TxnId })
 /** Answer to `ping`. */
 export const PongFrame = z.object({ type: z.literal('pong'), id: z.string().max(64).optional() })
 /** An error; `txn_id` ties it to a `send`. */
@@ -118,6 +158,8 @@ export const ServerFrame = z.discriminatedUnion('type', [
   TypingStateFrame,
   ReceiptStateFrame,
   PresenceStateFrame,
+  ToDeviceMessageFrame,
+  ToDeviceSentFrame,
   PongFrame,
   ErrorFrame,
 ])
@@ -125,3 +167,4 @@ export type ServerFrame = z.infer<typeof ServerFrame>
 export type EventFrame = z.infer<typeof EventFrame>
 export type ErrorFrame = z.infer<typeof ErrorFrame>
 export type ReadyFrame = z.infer<typeof ReadyFrame>
+export type ToDeviceMessageFrame = z.infer<typeof ToDeviceMessageFrame>

@@ -32,8 +32,9 @@ export function up(db: Database): void {
 
     -- Origin side: events our users sent to rooms another server owns, signed and kept until the owner
     -- answers. state: pending (not acknowledged), acked (sequenced at seq), rejected (errcode, error).
+    -- AUTOINCREMENT: ids are never reused after a purge, so a link's send position stays valid.
     CREATE TABLE outbox (
-      id         INTEGER PRIMARY KEY,
+      id         INTEGER PRIMARY KEY AUTOINCREMENT,
       owner      TEXT NOT NULL,
       room_id    TEXT NOT NULL,
       event_id   TEXT NOT NULL UNIQUE,

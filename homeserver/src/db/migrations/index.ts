@@ -3,6 +3,7 @@ import type { Database } from 'better-sqlite3'
 import * as m0001 from './0001-initial.ts'
 import * as m0002 from './0002-server-keys.ts'
 import * as m0003 from './0003-replication.ts'
+import * as m0004 from './0004-to-device.ts'
 
 export interface Migration {
   readonly version: number
@@ -14,4 +15,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: '0001-initial', up: m0001.up },
   { version: 2, name: '0002-server-keys', up: m0002.up },
   { version: 3, name: '0003-replication', up: m0003.up },
+  { version: 4, name: '0004-to-device', up: m0004.up },
 ]

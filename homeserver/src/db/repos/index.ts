@@ -9,6 +9,7 @@ import { ReceiptsRepo } from './receipts.ts'
 import { ReplicationRepo } from './replication.ts'
 import { RoomsRepo } from './rooms.ts'
 import { ServerKeysRepo } from './server-keys.ts'
+import { ToDeviceRepo } from './to-device.ts'
 import { UsersRepo } from './users.ts'
 
 export type { DeviceRow } from './devices.ts'
@@ -19,6 +20,7 @@ export type { PeerKeyRow, PeerRow, PeerState } from './peers.ts'
 export type { CursorRow, NewOutboxRow, OutboxRow } from './replication.ts'
 export type { RoomRow } from './rooms.ts'
 export type { ServerKeyRow } from './server-keys.ts'
+export type { ToDeviceOutboxRow, ToDeviceRow } from './to-device.ts'
 export type { UserRow } from './users.ts'
 
 export class Repos {
@@ -32,6 +34,7 @@ export class Repos {
   readonly serverKeys: ServerKeysRepo
   readonly peers: PeersRepo
   readonly replication: ReplicationRepo
+  readonly toDevice: ToDeviceRepo
 
   constructor(readonly db: Database) {
     this.users = new UsersRepo(db)
@@ -44,5 +47,6 @@ export class Repos {
     this.serverKeys = new ServerKeysRepo(db)
     this.peers = new PeersRepo(db)
     this.replication = new ReplicationRepo(db)
+    this.toDevice = new ToDeviceRepo(db)
   }
 }
