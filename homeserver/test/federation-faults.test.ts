@@ -32,7 +32,14 @@ import { startTestServer } from './helpers.ts'
 const ACME = 'acme.localhost'
 const GLOBEX = 'globex.localhost'
 /** These tests pipeline thousands of sends from one device. */
-const UNLIMITED = { limits: { messagesPerSecond: 1_000_000, messageBurst: 1_000_000 } }
+const UNLIMITED = {
+  limits: {
+    messagesPerSecond: 1_000_000,
+    messageBurst: 1_000_000,
+    framesPerSecond: 1_000_000,
+    frameBurst: 1_000_000,
+  },
+}
 
 const cleanups: Array<() => Promise<unknown>> = []
 afterEach(async () => {
@@ -188,9 +195,9 @@ describe('replication under faults', () => {
 
     const alice = await register(acme, 'alice')
     const bob = await register({ url: globexUrl }, 'bob')
-    const room = await createRoom(acme, alice, { kind: 'group', invite: [bob.user_id] })
-    // The invite reaches bob through his own server; then he joins there.
+    // The invite reaches bob through his own server (live: he is connected first); then he joins there.
     const bobSock = track(await connect({ url: globexUrl }, bob))
+    const room = await createRoom(acme, alice, { kind: 'group', invite: [bob.user_id] })
     await bobSock.next((f) => f.type === 'event' && f.room === room, 10_000)
     bobSock.close()
     const joined = await http(
@@ -233,4 +240,60 @@ describe('replication under faults', () => {
     expect(replica.map((e) => e.event_id)).toEqual(owner.map((e) => e.event_id))
     expect(bodies(replica)).toEqual(Array.from({ length: TOTAL }, (_, i) => `k${i}`))
   }, 120_000)
+
+  it('a server re-invited after its cursor was dropped catches up across a gap longer than the send window', async () => {
+    const fed: Federation = await startFederation([ACME, GLOBEX], () => UNLIMITED)
+    cleanups.push(() => fed.close())
+    const acme = fed.get(ACME)
+    const alice = await register(acme, 'alice')
+    const bob = await register(fed.get(GLOBEX), 'bob')
+    const room = await sharedRoom(acme, alice, fed.get(GLOBEX), bob)
+    expect(
+      (await http(fed.get(GLOBEX), 'POST', roomPath(room, '/leave'), undefined, bob.access_token)).status,
+    ).toBe(200)
+    await waitUntil(() => acme.services.repos.replication.cursor(GLOBEX, room) === undefined, 10_000)
+    // More than the 2,000-event window happens while globex is out of the room.
+    const sock = await connect(acme, alice)
+    for (let i = 0; i < 2100; i++)
+      sock.send({ type: 'send', txn_id: `g${i}`, room, event_type: 'm.message', content: { body: `g${i}` } })
+    for (let i = 0; i < 2100; i++) await sock.next((f) => f.txn_id === `g${i}`, 30_000)
+    sock.close()
+    const invite = await http(
+      acme,
+      'POST',
+      roomPath(room, '/invite'),
+      { user_id: bob.user_id },
+      alice.access_token,
+    )
+    expect(invite.status).toBe(200)
+    const head = acme.services.repos.rooms.get(room)!.last_seq
+    // globex holds the room up to bob's leave: the snapshot is new events to it, it fetches the gap.
+    await waitUntil(() => visibleHead(fed.get(GLOBEX), room) === head, 30_000)
+    expect(fed.get(GLOBEX).services.repos.memberships.get(room, bob.user_id)?.membership).toBe('invite')
+  }, 120_000)
+
+  it('invited and uninvited while away: the cursor is dropped at the next link, no snapshot, no redial loop', async () => {
+    const fed: Federation = await startFederation([ACME, GLOBEX])
+    cleanups.push(() => fed.close())
+    const acme = fed.get(ACME)
+    const alice = await register(acme, 'alice')
+    const bob = await register(fed.get(GLOBEX), 'bob')
+    await fed.stop(GLOBEX)
+    const room = await createRoom(acme, alice, { kind: 'group', invite: [bob.user_id] })
+    const kick = await http(
+      acme,
+      'POST',
+      roomPath(room, '/kick'),
+      { user_id: bob.user_id },
+      alice.access_token,
+    )
+    expect(kick.status).toBe(200)
+    expect(acme.services.repos.replication.cursor(GLOBEX, room)?.until_seq).not.toBeNull()
+    const globex = await fed.start(GLOBEX)
+    await globex.services.links.ensureLink(ACME)
+    await waitUntil(() => acme.services.repos.replication.cursor(GLOBEX, room) === undefined, 10_000)
+    expect(globex.services.repos.rooms.get(room)).toBeUndefined()
+    expect(acme.services.replication.owner.peersBehind()).toEqual([])
+    expect([...globex.services.replication.stats.faults.keys()]).toEqual([])
+  }, 60_000)
 })

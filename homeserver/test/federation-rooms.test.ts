@@ -106,13 +106,14 @@ describe('federated rooms', () => {
     const alice = await register(a, 'alice')
     const bob = await register(b, 'bob')
     const carol = await register(c, 'carol')
+    // Connected (and synced) first, so the invites arrive live.
+    const bobSock = track(await connect(b, bob))
+    const carolSock = track(await connect(c, carol))
     const room = await createRoom(a, alice, {
       kind: 'group',
       name: 'tri',
       invite: [bob.user_id, carol.user_id],
     })
-    const bobSock = track(await connect(b, bob))
-    const carolSock = track(await connect(c, carol))
     await bobSock.next((f) => f.type === 'event' && f.room === room, 10_000)
     await carolSock.next((f) => f.type === 'event' && f.room === room, 10_000)
     expect((await http(b, 'POST', roomPath(room, '/join'), undefined, bob.access_token)).status).toBe(200)
@@ -173,8 +174,8 @@ describe('federated rooms', () => {
     const [a, b] = [fed.get(ACME), fed.get(GLOBEX)]
     const alice = await register(a, 'alice')
     const bob = await register(b, 'bob')
-    const room = await createRoom(a, alice, { kind: 'dm', invite: [bob.user_id] })
     const bobSock = track(await connect(b, bob))
+    const room = await createRoom(a, alice, { kind: 'dm', invite: [bob.user_id] })
     await bobSock.next((f) => f.type === 'event' && f.room === room, 10_000)
     expect((await http(b, 'POST', roomPath(room, '/join'), undefined, bob.access_token)).status).toBe(200)
     const aliceSock = track(await connect(a, alice))

@@ -151,7 +151,15 @@ export class LinkManager {
 
   /** Seals and sends one frame on the peer's link; false if there is no open link. */
   send(peer: string, frame: JsonObject): boolean {
-    return this.#links.get(peer)?.send(frame) ?? false
+    const link = this.#links.get(peer)
+    if (!link) return false
+    try {
+      return link.send(frame)
+    } catch (error) {
+      // Over 1 MiB (a caller's sizing bug): refuse this frame, keep the link and the process.
+      this.#o.log.error({ peer, type: frame.type, err: String(error) }, 'federation frame not sent')
+      return false
+    }
   }
 
   /** Registers a handler for received application frames (never PINGs). Returns an unsubscribe. */
@@ -328,6 +336,8 @@ export class LinkManager {
     this.#emit('link up', (listener) => listener(link))
     link.start({
       frame: (from, frame) => {
+        // A replaced link may still deliver for a moment: its frames belong to a session that is over.
+        if (this.#links.get(peer) !== from) return
         for (const handler of this.#frameHandlers) {
           try {
             handler(from.peer, frame)

@@ -30,6 +30,15 @@ import type { LinkManager } from './link-manager.ts'
 
 /** How long an answered submission stays, so a device retrying its txn still gets the answer. */
 const ANSWERED_KEPT_MS = 7 * 24 * 3600_000
+/** Refusals that mean "not now" rather than "no". */
+const RETRY_LATER: ReadonlySet<string> = new Set([
+  'P_STORAGE',
+  'P_UNAVAILABLE',
+  'P_UNKNOWN',
+  'P_LIMIT_EXCEEDED',
+])
+/** How long after a "not now" a submission goes again. */
+const RETRY_MS = 5000
 /** SUBMITs in flight per owner. */
 const WINDOW = 500
 /** How long a REST change to a remote room waits for the owner before answering 503. */
@@ -62,9 +71,15 @@ export class Outbox implements RemoteRooms {
   readonly #o: OutboxOptions
   readonly #flights = new Map<string, Flight>()
   readonly #waiters = new Map<string, Waiter>()
+  /**
+   * Highest outbox id known durable: a row is committed a moment before its fsync ends, and nothing
+   * may leave before it is durable (a crash would forget a submission the owner already sequenced).
+   */
+  #durableId: number
 
   constructor(options: OutboxOptions) {
     this.#o = options
+    this.#durableId = options.repos.replication.outboxMaxId()
   }
 
   /** Housekeeping: forgets submissions answered more than a week ago. */
@@ -83,8 +98,10 @@ export class Outbox implements RemoteRooms {
     const me = this.#o.repos.memberships.get(draft.room, draft.sender)
     if (me?.membership !== 'join') return callbacks.reject(notMember())
     this.#queue(draft, draft.txn.deviceId, draft.txn.txnId).then((row) => {
-      if (row.state !== 'pending' && row.event_id) return answerKnown(row, callbacks)
+      if (row.state !== 'pending') return answerKnown(row, callbacks)
       callbacks.pending(row.event_id)
+      // Only now: its `sent` must come after its `pending`.
+      this.pump(row.owner)
     }, callbacks.reject)
   }
 
@@ -94,6 +111,10 @@ export class Outbox implements RemoteRooms {
     return this.#queue(draft, '', null).then(
       (row) =>
         new Promise<RemoteResult>((resolve, reject) => {
+          if (row.state !== 'pending') {
+            if (row.state === 'acked') return resolve({ event_id: row.event_id, seq: row.seq! })
+            return reject(remoteError(row.errcode ?? 'P_FORBIDDEN', row.error ?? 'refused'))
+          }
           const timer = setTimeout(() => {
             this.#waiters.delete(row.event_id)
             reject(
@@ -114,6 +135,7 @@ export class Outbox implements RemoteRooms {
               reject(err)
             },
           })
+          this.pump(row.owner)
         }),
     )
   }
@@ -161,7 +183,8 @@ export class Outbox implements RemoteRooms {
         return repos.replication.outboxByEvent(eventId)!
       })
       .then((row) => {
-        this.pump(owner)
+        // Jobs resolve in commit order, after their fsync: every id up to this one is durable.
+        this.#durableId = Math.max(this.#durableId, row.id)
         return row
       })
   }
@@ -179,6 +202,7 @@ export class Outbox implements RemoteRooms {
       const rows = repos.replication.outboxPending(owner, flight.afterId, WINDOW - flight.count)
       if (rows.length === 0) return
       for (const row of rows) {
+        if (row.id > this.#durableId) return // committed, not yet durable: its job pumps again
         const { intent, ...header } = JSON.parse(row.header) as JsonObject & { intent?: string }
         const frame: JsonObject = {
           type: 'submit',
@@ -210,6 +234,17 @@ export class Outbox implements RemoteRooms {
     if (!row || row.owner !== peer) return this.#o.fault(peer, 'unknown_submit', frame.event_id)
     const flight = this.#flights.get(peer)
     if (flight && flight.count > 0) flight.count--
+    // A passing failure on the owner's side (storage, a key it could not fetch) is not an answer:
+    // the row stays pending and goes again on the next link.
+    if (!('seq' in frame) && RETRY_LATER.has(frame.errcode)) {
+      setTimeout(() => {
+        const current = this.#flights.get(peer)
+        if (!current) return // a new link sends everything pending anyway
+        current.afterId = Math.min(current.afterId, row.id - 1)
+        this.pump(peer)
+      }, RETRY_MS).unref()
+      return
+    }
     const answer = 'seq' in frame ? { seq: frame.seq } : { errcode: frame.errcode, error: frame.error }
     if (repos.replication.outboxSettle(frame.event_id, answer)) {
       const sender = (JSON.parse(row.header) as { sender: string }).sender

@@ -17,13 +17,14 @@ import {
 import { CONTENT_SCHEMAS } from '@parley/protocol/schema'
 import {
   MAX_EVENTS_PER_FRAME,
+  MAX_SNAPSHOT_MEMBERS,
   type AckFrame,
   type FetchFrame,
   type CursorsFrame,
   type SubmitFrame,
 } from '@parley/protocol/federation'
 import type { Signer } from '@parley/protocol/signing'
-import type { EventRow, Repos } from '../db/repos/index.ts'
+import type { EventRow, MembershipRow, Repos } from '../db/repos/index.ts'
 import type { Logger } from '../logger.ts'
 import type { CommittedEvent, Sequencer } from '../services/sequencer.ts'
 import type { LinkManager } from './link-manager.ts'
@@ -49,6 +50,12 @@ const SUBMITTABLE: ReadonlySet<string> = new Set([
   'm.power_levels',
 ])
 const STATE_KEYED: ReadonlySet<string> = new Set(['m.member', 'm.power_levels'])
+/** Key lookup failures that say nothing about the signature: try again later. */
+export const TRANSIENT_KEY_FAULTS: ReadonlySet<string> = new Set([
+  'rate_limited',
+  'fetch_failed',
+  'unreachable',
+])
 
 interface RoomState {
   /** Highest seq sent on the current link. */
@@ -162,6 +169,13 @@ export class OwnerSide {
   #start(peer: string, session: PeerSession, room: string, have: number | undefined): void {
     const cursor = this.#o.repos.replication.cursor(peer, room)
     if (!cursor) return
+    // The peer's users were invited and removed again while it was away (it never held the room), or
+    // it already holds everything up to its users' departure: nothing to send, forget the cursor.
+    if (cursor.until_seq !== null && (have === undefined || have >= cursor.until_seq)) {
+      this.#o.repos.replication.dropIfDone(peer, room, have ?? cursor.until_seq)
+      if (!this.#o.repos.replication.cursor(peer, room)) this.#untrack(peer, room)
+      return
+    }
     if (have === undefined) return this.#snapshot(peer, session, room, cursor.until_seq)
     // The replica's word is what it holds (it may have been restored from an older backup).
     if (have !== cursor.acked_seq) this.#o.repos.replication.setAcked(peer, room, have)
@@ -184,11 +198,7 @@ export class OwnerSide {
         const last = until === null ? row.last_seq : Math.min(until, row.last_seq)
         const from = Math.max(row.base_seq + 1, last - MAX_EVENTS_PER_FRAME + 1)
         const tail = takeTail(repos.events.range(room, from, last, MAX_EVENTS_PER_FRAME))
-        const members = repos.memberships.forRoom(room).map((m) => ({
-          user_id: m.user_id,
-          membership: m.membership,
-          level: m.level,
-        }))
+        const members = snapshotMembers(repos.memberships.forRoom(room))
         return {
           type: 'snapshot',
           room,
@@ -212,11 +222,13 @@ export class OwnerSide {
           if (!snapshot) return
           const { last, ...frame } = snapshot
           if (!this.#o.links.send(peer, frame as unknown as JsonObject)) return
-          state.sent = last
+          // The window counts from what the snapshot brings; the replica's ACK or FETCH corrects it.
+          state.sent = state.acked = last
           this.#pump(peer, room)
         },
         (err: unknown) => this.#o.log.error({ peer, room, err: String(err) }, 'snapshot failed'),
       )
+      .catch((err: unknown) => this.#o.log.error({ peer, room, err: String(err) }, 'snapshot failed'))
   }
 
   /** After each durable batch (stream order): follow membership changes, then send what is new. */
@@ -286,9 +298,13 @@ export class OwnerSide {
     state.acked = frame.upto_seq
     this.#o.repos.replication.ack(peer, frame.room, frame.upto_seq)
     if (state.until !== null && state.acked >= state.until) {
-      this.#o.repos.replication.drop(peer, frame.room)
-      this.#untrack(peer, frame.room)
-      return
+      // Conditional on the stored row: a re-invite may have re-opened it since `until` was read.
+      this.#o.repos.replication.dropIfDone(peer, frame.room, state.acked)
+      if (!this.#o.repos.replication.cursor(peer, frame.room)) {
+        this.#untrack(peer, frame.room)
+        return
+      }
+      state.until = this.#o.repos.replication.cursor(peer, frame.room)!.until_seq
     }
     this.#pump(peer, frame.room)
   }
@@ -297,8 +313,9 @@ export class OwnerSide {
     const state = this.#sessions.get(peer)?.rooms.get(frame.room)
     if (!state) return this.#o.fault(peer, 'fetch_not_replica', frame.room)
     if (state.snapshotting) return
+    // The replica says what it holds: everything before `from`.
     state.sent = Math.min(state.sent, frame.from - 1)
-    state.acked = Math.min(state.acked, frame.from - 1)
+    state.acked = frame.from - 1
     this.#pump(peer, frame.room)
   }
 
@@ -348,6 +365,10 @@ export class OwnerSide {
     if (Buffer.byteLength(contentJson) > this.#o.maxContentBytes)
       return refuse(new ParleyError('P_TOO_LARGE', 'content too large'))
     const key = await this.#o.peerKeys.keyFor(peer, sig.kid, header.origin_ts)
+    // A key we cannot look up right now (rate-limited fetch, peer unreachable) is not a forgery:
+    // the origin keeps the event pending and sends it again.
+    if (!key.ok && TRANSIENT_KEY_FAULTS.has(key.error.code))
+      return refuse(new ParleyError('P_UNAVAILABLE', `key ${sig.kid} of ${peer} is unavailable right now`))
     const signature = fromBase64Url(sig.sig)
     if (!key.ok || !signature || !this.#o.verify(key.value, eventSigningBytes(header), signature))
       return faulty('bad_origin_sig', `origin signature of ${eventId} does not verify`)
@@ -368,6 +389,26 @@ export class OwnerSide {
           refuse(err instanceof ParleyError ? err : new ParleyError('P_UNKNOWN', 'internal error')),
       )
   }
+}
+
+/**
+ * A snapshot's members: joined and invited first (they matter to the replica), then the rest, at most
+ * MAX_SNAPSHOT_MEMBERS rows and about half a frame of JSON. A bigger room's snapshot leaves out
+ * former members first (paged snapshots are not built yet).
+ */
+function snapshotMembers(
+  rows: readonly MembershipRow[],
+): Array<{ user_id: string; membership: string; level: number }> {
+  const current = rows.filter((m) => m.membership === 'join' || m.membership === 'invite')
+  const former = rows.filter((m) => m.membership !== 'join' && m.membership !== 'invite')
+  const out: Array<{ user_id: string; membership: string; level: number }> = []
+  let bytes = 0
+  for (const m of [...current, ...former]) {
+    bytes += m.user_id.length + 48
+    if (out.length >= MAX_SNAPSHOT_MEMBERS || bytes > FRAME_BUDGET / 2) break
+    out.push({ user_id: m.user_id, membership: m.membership, level: m.level })
+  }
+  return out
 }
 
 /** The longest prefix of rows that fits one frame (at least one row). */

@@ -30,6 +30,7 @@ import type { Clock } from '../clock.ts'
 import type { Logger } from '../logger.ts'
 import type { CommittedEvent, Draft, JobContext, RoomRules, Sequencer } from '../services/sequencer.ts'
 import type { LinkManager } from './link-manager.ts'
+import { TRANSIENT_KEY_FAULTS } from './owner-side.ts'
 import type { PeerKeys } from './peer-keys.ts'
 
 /** Which state a snapshot brings (the rest of the frame is events). */
@@ -44,6 +45,30 @@ export class EquivocationError extends ParleyError {
     super('P_CONFLICT', `equivocation: a different event at ${room} seq ${seq}`)
   }
 }
+
+/** A batch the owner sent that breaks a rule only the database can check; `code` is the fault. */
+export class ReplicaRefusal extends ParleyError {
+  constructor(
+    readonly code: string,
+    detail: string,
+  ) {
+    super('P_FORBIDDEN', `${code}: ${detail}`)
+  }
+}
+
+/** State event types: they carry content (never null) and, for two of them, a state key. */
+const STATE_TYPES: ReadonlySet<string> = new Set([
+  'm.room.create',
+  'm.member',
+  'm.power_levels',
+  'm.room.name',
+  'm.room.topic',
+])
+const STATE_KEYED: ReadonlySet<string> = new Set(['m.member', 'm.power_levels'])
+/** Frames of one peer waiting for verification, beyond which its link stops being read for a while. */
+const MAX_QUEUED_PER_PEER = 256
+/** A frame that could not be verified for a passing reason (a key fetch) is asked for again after this. */
+const RETRY_MS = 5000
 
 export interface ReplicaSideOptions {
   readonly serverName: string
@@ -78,6 +103,13 @@ export class ReplicaSide {
   readonly #applying = new Map<string, number>()
   /** Rooms with a FETCH outstanding (one at a time per room). */
   readonly #fetching = new Set<string>()
+  /**
+   * Rooms that reached an event of a server our policy refuses: nothing after it can be applied (the
+   * chain needs every event), so the room stops there for us until a restart re-reads the policy.
+   */
+  readonly #stopped = new Map<string, string>()
+  /** Frames waiting per peer (bounded: see MAX_QUEUED_PER_PEER). */
+  readonly #queued = new Map<string, number>()
 
   constructor(options: ReplicaSideOptions) {
     this.#o = options
@@ -113,13 +145,28 @@ export class ReplicaSide {
     // Only a room's owner speaks for its log (FED-2).
     if (parseRoomId(room)?.server !== peer)
       return this.#o.fault(peer, 'not_owner', `${room} is not ${peer}'s`)
+    if (this.#stopped.has(room)) return
+    // Verification may wait on a key fetch: a peer that piles frames up meanwhile is paused.
+    const queued = (this.#queued.get(peer) ?? 0) + 1
+    this.#queued.set(peer, queued)
+    if (queued > MAX_QUEUED_PER_PEER) this.#o.links.linkTo(peer)?.pauseFor(1000)
     const next = (this.#queues.get(room) ?? Promise.resolve())
       .then(work)
       .catch((err: unknown) => this.#o.log.error({ peer, room, err: String(err) }, 'replication failed'))
+      .finally(() => {
+        const n = (this.#queued.get(peer) ?? 1) - 1
+        if (n === 0) this.#queued.delete(peer)
+        else this.#queued.set(peer, n)
+      })
     this.#queues.set(room, next)
     void next.then(() => {
       if (this.#queues.get(room) === next) this.#queues.delete(room)
     })
+  }
+
+  /** The server whose event stopped a room here (policy), if it stopped. */
+  stoppedBy(room: string): string | undefined {
+    return this.#stopped.get(room)
   }
 
   #isLocal(userId: string): boolean {
@@ -179,6 +226,23 @@ export class ReplicaSide {
     }
     this.#fetching.delete(room)
     const verified = await this.#verify(peer, room, head, incoming, ownerSig)
+    if ('stop' in verified) {
+      this.#stopped.set(room, verified.stop)
+      this.#o.log.warn(
+        { peer, room, origin: verified.stop },
+        'room stopped: it has events of a server our policy refuses',
+      )
+      return
+    }
+    if ('retry' in verified) {
+      // Not the owner's fault (a key we could not fetch just now): ask for the same events again later.
+      this.#fetching.add(room)
+      setTimeout(() => {
+        this.#fetching.delete(room)
+        links.send(peer, { type: 'fetch', room, from: head.seq + 1, to: head.seq + 1 })
+      }, RETRY_MS).unref()
+      return
+    }
     if ('code' in verified) return this.#o.fault(peer, verified.code, verified.detail)
     this.#heads.set(room, { seq: incoming.at(-1)!.envelope.seq, hash: verified.head })
     this.#applying.set(room, (this.#applying.get(room) ?? 0) + 1)
@@ -198,58 +262,109 @@ export class ReplicaSide {
         (err: unknown) => {
           settled()
           this.#heads.delete(room)
-          if (err instanceof EquivocationError) this.#o.equivocation(peer, room, err.seq)
+          if (err instanceof EquivocationError) return this.#o.equivocation(peer, room, err.seq)
+          if (err instanceof ReplicaRefusal) this.#o.fault(peer, err.code, err.message)
           else this.#o.log.error({ peer, room, err: String(err) }, 'applying replicated events failed')
+          // Frames verified behind this one assumed it would apply: ask again from what we hold.
+          const held = repos.rooms.get(room)
+          if (held && !this.#fetching.has(room)) {
+            this.#fetching.add(room)
+            links.send(peer, { type: 'fetch', room, from: held.last_seq + 1, to: held.last_seq + 1 })
+          }
         },
       )
   }
 
-  /** Everything about a batch that does not need the database: a fault, or the chain's new head. */
+  /** Everything about a batch that does not need the database: a verdict, or the chain's new head. */
   async #verify(
     peer: string,
     room: string,
     head: Head,
     items: readonly ReplicatedEvent[],
     ownerSig: KeyedSignature,
-  ): Promise<{ code: string; detail: string } | { head: string }> {
+  ): Promise<{ code: string; detail: string } | { head: string } | { stop: string } | { retry: true }> {
     const { maxContentBytes } = this.#o
     for (const item of items) {
-      const { header, content } = item
+      const { header, content, envelope } = item
       if (parseUserId(header.sender)?.server !== header.origin)
         return { code: 'spoofed_sender', detail: `${header.sender} from origin ${header.origin}` }
-      const schema = CONTENT_SCHEMAS[header.type as keyof typeof CONTENT_SCHEMAS] as
-        (typeof CONTENT_SCHEMAS)[keyof typeof CONTENT_SCHEMAS] | undefined
-      if (!schema) return { code: 'unknown_type', detail: header.type }
+      // Own properties only: a type named like an Object.prototype member is no type of ours.
+      if (!Object.hasOwn(CONTENT_SCHEMAS, header.type)) return { code: 'unknown_type', detail: header.type }
+      const schema = CONTENT_SCHEMAS[header.type as keyof typeof CONTENT_SCHEMAS]
+      // Shapes the owner's own checks guarantee; breaking them would break our state rules.
+      if (STATE_KEYED.has(header.type) !== (header.state_key !== undefined))
+        return { code: 'bad_state_key', detail: envelope.event_id }
+      if (STATE_TYPES.has(header.type) && content === null)
+        return { code: 'bad_content', detail: `${envelope.event_id}: state without content` }
+      if (header.type === 'm.room.create' && envelope.seq !== 1)
+        return { code: 'bad_create', detail: `${room} created again at seq ${envelope.seq}` }
       if (content !== null) {
-        if (!schema.safeParse(content).success) return { code: 'bad_content', detail: item.envelope.event_id }
+        if (!schema.safeParse(content).success) return { code: 'bad_content', detail: envelope.event_id }
         if (canonicalJson(content).length > maxContentBytes)
-          return { code: 'too_large', detail: item.envelope.event_id }
+          return { code: 'too_large', detail: envelope.event_id }
       }
     }
     const chained = verifyChain(room, head.seq, head.hash, items.map(linkOf))
     if (!chained.ok) return { code: chained.fault, detail: `${room} at index ${chained.index}` }
     const last = items.at(-1)!.envelope
-    if (!(await this.#signed(peer, ownerSig, last.owner_ts, envelopeSigningBytes(last))))
-      return { code: 'bad_owner_sig', detail: `${room} seq ${last.seq}` }
+    const ownerSigned = await this.#signed(peer, ownerSig, last.owner_ts, envelopeSigningBytes(last))
+    if (ownerSigned === 'unavailable') return { retry: true }
+    if (!ownerSigned) return { code: 'bad_owner_sig', detail: `${room} seq ${last.seq}` }
     for (const item of items) {
       const { header } = item
       // The owner's chain and signature vouch for its own users' events; others carry their origin's.
       if (header.origin === peer) continue
-      // A server our policy refuses is never contacted (not even for its keys) and never shown: its
-      // events are refused, so a room with its users stops here (docs/federation.md, "Policy").
+      // A server our policy refuses is never contacted (not even for its keys) and never shown: the
+      // room stops at its first event for us. Not the owner's fault, so not counted against it.
       if (header.origin !== this.#o.serverName && !this.#o.links.isAllowed(header.origin))
-        return { code: 'origin_not_allowed', detail: `${header.origin} in ${room}` }
+        return { stop: header.origin }
       if (!item.origin_sig) return { code: 'missing_origin_sig', detail: item.envelope.event_id }
-      if (!(await this.#signed(header.origin, item.origin_sig, header.origin_ts, eventSigningBytes(header))))
-        return { code: 'bad_origin_sig', detail: item.envelope.event_id }
+      const signed = await this.#signed(
+        header.origin,
+        item.origin_sig,
+        header.origin_ts,
+        eventSigningBytes(header),
+      )
+      if (signed === 'unavailable') return { retry: true }
+      if (!signed) return { code: 'bad_origin_sig', detail: item.envelope.event_id }
     }
     return { head: chained.head }
   }
 
-  async #signed(server: string, sig: KeyedSignature, atTs: number, bytes: Uint8Array): Promise<boolean> {
+  /** Whether `sig` is `server`'s over `bytes`; 'unavailable' when its key cannot be looked up right now. */
+  async #signed(
+    server: string,
+    sig: KeyedSignature,
+    atTs: number,
+    bytes: Uint8Array,
+  ): Promise<boolean | 'unavailable'> {
     const key = await this.#o.peerKeys.keyFor(server, sig.kid, atTs)
+    if (!key.ok && TRANSIENT_KEY_FAULTS.has(key.error.code)) return 'unavailable'
     const signature = fromBase64Url(sig.sig)
     return key.ok && signature !== null && this.#o.verify(key.value, bytes, signature)
+  }
+
+  /**
+   * What an event may do to the state we keep, beyond what its signatures prove (inside the
+   * transaction, so earlier events of the batch count): no second copy of an event id; edits,
+   * reactions and redactions only of events of the same room; and only our own server (it signed
+   * it) can make one of our users join a room.
+   */
+  #checkEffects(room: string, item: ReplicatedEvent): void {
+    const { repos, serverName } = this.#o
+    const { header, content, envelope } = item
+    if (repos.events.get(envelope.event_id))
+      throw new ReplicaRefusal('duplicate_event', `${envelope.event_id} is already stored`)
+    const target = content?.target
+    if (typeof target === 'string') {
+      const held = repos.events.get(target)
+      if (held && held.room_id !== room) throw new ReplicaRefusal('cross_room_target', envelope.event_id)
+    }
+    const membership = (content as { membership?: unknown } | null)?.membership
+    if (header.type === 'm.member' && membership === 'join' && this.#isLocal(header.state_key!)) {
+      if (header.origin !== serverName)
+        throw new ReplicaRefusal('forged_join', `${header.state_key} in ${room}`)
+    }
   }
 
   /**
@@ -309,9 +424,10 @@ export class ReplicaSide {
       }
       if (envelope.seq !== seq + 1 || envelope.prev !== hash)
         throw new ParleyError('P_CONFLICT', `${room}: batch does not continue at seq ${seq}`)
+      this.#checkEffects(room, item)
       stream = ctx.nextStream()
       const contentJson = item.content === null ? null : canonicalJson(item.content)
-      const target = item.content?.target
+      const target = item.content?.target ?? item.relates_to
       repos.events.insert({
         stream_pos: stream,
         room_id: room,
@@ -332,6 +448,7 @@ export class ReplicaSide {
         origin_kid: item.origin_sig?.kid ?? null,
         origin_sig: item.origin_sig?.sig ?? null,
       })
+      if (item.content === null && item.redacted_by) repos.events.redact(envelope.event_id, item.redacted_by)
       const event: CommittedEvent = {
         stream_pos: stream,
         room_id: room,
@@ -342,7 +459,7 @@ export class ReplicaSide {
         sender: header.sender,
         origin_ts: header.origin_ts,
         content: contentJson ?? '{}',
-        redacted_by: null,
+        redacted_by: item.content === null ? (item.redacted_by ?? null) : null,
       }
       // A snapshot's events are history: the state it carries is already the result of them.
       if (fresh) {

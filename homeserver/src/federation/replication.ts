@@ -156,7 +156,7 @@ export class Replication implements EphemeralRelay {
     try {
       if (f.kind === 'typing') ephemeral.setTyping(f.user_id, f.room, f.typing, true)
       else if (f.kind === 'receipt') ephemeral.receipt(f.user_id, f.room, f.event_id, true)
-      else ephemeral.setPresence(f.user_id, f.status, true)
+      else ephemeral.remotePresence(f.user_id, f.status)
     } catch (err) {
       if (!(err instanceof ParleyError)) throw err
       // A receipt can overtake the event it points at; anything else is a peer speaking out of turn.

@@ -14,6 +14,8 @@ export function replicatedEventOf(row: EventRow): ReplicatedEvent {
   }
   if (row.origin_kid !== null && row.origin_sig !== null)
     item.origin_sig = { kid: row.origin_kid, sig: row.origin_sig }
+  if (row.redacted_by !== null) item.redacted_by = row.redacted_by
+  if (row.content === null && row.relates_to !== null) item.relates_to = row.relates_to
   return item
 }
 

@@ -120,6 +120,20 @@ export class EphemeralService {
     this.setPresence(userId, status)
   }
 
+  /**
+   * Presence of another server's user, from that server: the same rate limit, and only for a user who
+   * shares a room with one of ours (nobody else's presence is our business, nor stored here).
+   */
+  remotePresence(userId: string, status: PresenceStatus): void {
+    const shared = this.repos.memberships
+      .forUser(userId)
+      .some((m) => m.membership === 'join' && this.members.joined(m.room_id).size > 1)
+    if (!shared) throw notMember()
+    if (this.#presence.get(userId) === status) return
+    this.#limit(this.#presenceRate, userId, 'presence')
+    this.setPresence(userId, status, true)
+  }
+
   setPresence(userId: string, status: PresenceStatus, fromPeer = false): void {
     if (this.#presence.get(userId) === status) return
     if (!fromPeer) this.relay?.presence(userId, status)

@@ -123,6 +123,14 @@ interface Head {
   envelope: Envelope | null
 }
 
+/** A job threw something other than a ParleyError; `cause` is what it threw. */
+export class JobError extends ParleyError {
+  constructor(cause: unknown) {
+    super('P_UNKNOWN', `job failed: ${String(cause)}`)
+    this.cause = cause
+  }
+}
+
 /** Why a batch failed as a whole: nothing of it was stored. */
 function storageError(err: unknown): ParleyError {
   const code = (err as { code?: string }).code ?? ''
@@ -247,10 +255,11 @@ export class Sequencer {
             outcomes.push({ jobResult: this.db.transaction(job)(context) })
             jobsWrote = true
           } catch (err) {
-            if (!(err instanceof ParleyError)) throw err
+            // Whatever a job throws (a refusal, a constraint, bad input from a peer), its savepoint is
+            // rolled back and it fails alone: the other writes of the batch are not its hostages.
             stream = streamBefore
             committed.length = committedBefore
-            outcomes.push(err)
+            outcomes.push(err instanceof ParleyError ? err : new JobError(err))
           }
           continue
         }

@@ -64,6 +64,10 @@ export const ReplicatedEvent = z.strictObject({
   content: JsonObjectSchema.nullable(),
   envelope: EnvelopeSchema,
   origin_sig: KeyedSignature.optional(),
+  /** Set when the content was dropped by a redaction: which one (the owner's word, not signed). */
+  redacted_by: EventId.optional(),
+  /** With null content: the event it related to (edits, reactions), so later redactions still find it. */
+  relates_to: EventId.optional(),
 })
 export type ReplicatedEvent = z.infer<typeof ReplicatedEvent>
 

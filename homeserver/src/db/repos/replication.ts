@@ -38,6 +38,7 @@ export class ReplicationRepo {
   readonly #ack: Statement<[number, string, string]>
   readonly #setAcked: Statement<[number, string, string]>
   readonly #drop: Statement<[string, string]>
+  readonly #dropIfDone: Statement<[string, string, number]>
   readonly #outboxInsert: Statement<
     [string, string, string, string, string, string, string, string, string, number]
   >
@@ -45,6 +46,7 @@ export class ReplicationRepo {
   readonly #outboxByEvent: Statement<[string], OutboxRow>
   readonly #outboxPending: Statement<[string, number, number], OutboxRow>
   readonly #outboxOwners: Statement<[], { owner: string }>
+  readonly #outboxMaxId: Statement<[], { m: number | null }>
   readonly #outboxSettle: Statement<[string, number | null, string | null, string | null, string]>
   readonly #outboxPurge: Statement<[number]>
   readonly #acknowledgedJoin: Statement<[string, string], { n: number }>
@@ -62,6 +64,9 @@ export class ReplicationRepo {
     )
     this.#setAcked = db.prepare('UPDATE peer_cursors SET acked_seq = ? WHERE peer = ? AND room_id = ?')
     this.#drop = db.prepare('DELETE FROM peer_cursors WHERE peer = ? AND room_id = ?')
+    this.#dropIfDone = db.prepare(
+      'DELETE FROM peer_cursors WHERE peer = ? AND room_id = ? AND until_seq IS NOT NULL AND until_seq <= ?',
+    )
     this.#outboxInsert = db.prepare(
       `INSERT INTO outbox (owner, room_id, event_id, device_id, txn_id, header, content, origin_kid, origin_sig,
          state, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)`,
@@ -72,6 +77,7 @@ export class ReplicationRepo {
       `SELECT * FROM outbox WHERE owner = ? AND state = 'pending' AND id > ? ORDER BY id LIMIT ?`,
     )
     this.#outboxOwners = db.prepare(`SELECT DISTINCT owner FROM outbox WHERE state = 'pending'`)
+    this.#outboxMaxId = db.prepare('SELECT MAX(id) AS m FROM outbox')
     this.#outboxSettle = db.prepare(
       `UPDATE outbox SET state = ?, seq = ?, errcode = ?, error = ? WHERE event_id = ? AND state = 'pending'`,
     )
@@ -109,6 +115,10 @@ export class ReplicationRepo {
   drop(peer: string, roomId: string): void {
     this.#drop.run(peer, roomId)
   }
+  /** Deletes the cursor if the peer's users are gone and it holds the room up to their departure. */
+  dropIfDone(peer: string, roomId: string, heldSeq: number): void {
+    this.#dropIfDone.run(peer, roomId, heldSeq)
+  }
 
   outboxInsert(row: NewOutboxRow): void {
     this.#outboxInsert.run(
@@ -133,6 +143,10 @@ export class ReplicationRepo {
   /** Pending submissions to `owner` after row id `afterId`, oldest first. */
   outboxPending(owner: string, afterId: number, limit: number): OutboxRow[] {
     return this.#outboxPending.all(owner, afterId, limit)
+  }
+  /** The newest outbox id (0 if none). */
+  outboxMaxId(): number {
+    return this.#outboxMaxId.get()!.m ?? 0
   }
   /** Owners with pending submissions (dialled at start-up). */
   outboxOwners(): string[] {
