@@ -38,6 +38,9 @@ const FRAME_BUDGET = 900_000
 /** Per-event overhead of header, envelope and signatures in a frame, roughly. */
 const EVENT_OVERHEAD = 700
 
+/** SUBMITs of one peer waiting for verification, beyond which its link stops being read for a while. */
+const MAX_QUEUED_SUBMITS = 512
+
 /** Event types another server's users may submit (rooms are created by their owner). */
 const SUBMITTABLE: ReadonlySet<string> = new Set([
   'm.message',
@@ -75,6 +78,8 @@ interface PeerSession {
   readonly rooms: Map<string, RoomState>
   /** SUBMITs are verified one after another, so they are sequenced in the order they came. */
   submits: Promise<void>
+  /** SUBMITs waiting in that chain (bounded: see MAX_QUEUED_SUBMITS). */
+  queuedSubmits: number
 }
 
 export interface OwnerSideOptions {
@@ -147,6 +152,7 @@ export class OwnerSide {
       listed: new Map(),
       rooms: new Map(),
       submits: Promise.resolve(),
+      queuedSubmits: 0,
     })
   }
 
@@ -323,10 +329,12 @@ export class OwnerSide {
   onSubmit(peer: string, frame: SubmitFrame): void {
     const session = this.#sessions.get(peer)
     if (!session) return
+    // Verification may wait on a key fetch: a peer that piles SUBMITs up meanwhile is paused.
+    if (++session.queuedSubmits > MAX_QUEUED_SUBMITS) this.#o.links.linkTo(peer)?.pauseFor(1000)
     session.submits = session.submits.then(() =>
-      this.#submit(peer, frame).catch((err: unknown) =>
-        this.#o.log.error({ peer, err: String(err) }, 'submit handling failed'),
-      ),
+      this.#submit(peer, frame)
+        .catch((err: unknown) => this.#o.log.error({ peer, err: String(err) }, 'submit handling failed'))
+        .finally(() => session.queuedSubmits--),
     )
   }
 
