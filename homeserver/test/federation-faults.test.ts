@@ -296,4 +296,26 @@ describe('replication under faults', () => {
     expect(acme.services.replication.owner.peersBehind()).toEqual([])
     expect([...globex.services.replication.stats.faults.keys()]).toEqual([])
   }, 60_000)
+
+  it('a server with pending submissions dials the owner when it starts, without being asked', async () => {
+    const fed: Federation = await startFederation([ACME, GLOBEX])
+    cleanups.push(() => fed.close())
+    const alice = await register(fed.get(ACME), 'alice')
+    const bob = await register(fed.get(GLOBEX), 'bob')
+    const room = await sharedRoom(fed.get(ACME), alice, fed.get(GLOBEX), bob)
+    await fed.stop(ACME)
+    const bobSock = await connect(fed.get(GLOBEX), bob)
+    bobSock.send({ type: 'send', txn_id: 'p1', room, event_type: 'm.message', content: { body: 'queued' } })
+    expect((await bobSock.next((f) => f.txn_id === 'p1')).type).toBe('pending')
+    bobSock.close()
+    // Both go down; the owner comes back first and has nothing for globex, so it does not dial it.
+    await fed.stop(GLOBEX)
+    const acme = await fed.start(ACME)
+    expect(acme.services.replication.owner.peersBehind()).toEqual([])
+    // globex starts with a pending submission: it dials acme by itself.
+    await fed.start(GLOBEX)
+    await waitUntil(() => acme.services.repos.rooms.get(room)!.last_seq > 5, 15_000)
+    const history = await fullHistory(acme, alice.access_token, room)
+    expect(bodies(history)).toEqual(['queued'])
+  }, 60_000)
 })

@@ -94,7 +94,12 @@ export class Outbox implements RemoteRooms {
 
   send(draft: Draft & { readonly txn: NonNullable<Draft['txn']> }, callbacks: RemoteSendCallbacks): void {
     const known = this.#o.repos.replication.outboxByTxn(draft.txn.deviceId, draft.txn.txnId)
-    if (known) return answerKnown(known, callbacks)
+    if (known) {
+      answerKnown(known, callbacks)
+      // A device asking again is a good moment to try the owner again.
+      if (known.state === 'pending') this.pump(known.owner)
+      return
+    }
     const me = this.#o.repos.memberships.get(draft.room, draft.sender)
     if (me?.membership !== 'join') return callbacks.reject(notMember())
     this.#queue(draft, draft.txn.deviceId, draft.txn.txnId).then((row) => {
