@@ -114,3 +114,30 @@ describe('FLT-6: clock skew', () => {
     expect(link.peer).toBe(ACME)
   })
 })
+
+describe('redial backoff', () => {
+  it('full jitter: below base * 2^attempt, never above the 15-minute cap', async () => {
+    const { backoffDelay } = await import('../src/federation/link-manager.ts')
+    const cap = 15 * 60_000
+    for (const r of [0, 0.5, 0.999999]) {
+      expect(backoffDelay(0, 1000, cap, () => r)).toBeLessThan(1000)
+      expect(backoffDelay(5, 1000, cap, () => r)).toBeLessThan(32_000)
+      for (const attempt of [20, 60, 1000])
+        expect(backoffDelay(attempt, 1000, cap, () => r)).toBeLessThan(cap)
+    }
+    expect(backoffDelay(1000, 1000, cap, () => 0.999999)).toBeGreaterThan(cap - 1000)
+  })
+
+  it('any contact from the peer resets its backoff', async () => {
+    const fed = await federation()
+    const a = fed.get(ACME)
+    await fed.stop(GLOBEX)
+    await a.services.links.ensureLink(GLOBEX).catch(() => {})
+    await waitUntil(() => a.services.links.redialAttempts(GLOBEX) >= 3, 10_000)
+    // globex comes back and dials acme first: acme's redial state for it is gone.
+    const b = await fed.start(GLOBEX)
+    await b.services.links.ensureLink(ACME)
+    await waitUntil(() => a.services.links.linkTo(GLOBEX) !== null, 10_000)
+    expect(a.services.links.redialAttempts(GLOBEX)).toBe(0)
+  })
+})

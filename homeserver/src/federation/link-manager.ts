@@ -129,6 +129,11 @@ export class LinkManager {
     return this.#links.get(peer) ?? null
   }
 
+  /** Failed dials since the peer was last reachable (0: none; reset by any link, either direction). */
+  redialAttempts(peer: string): number {
+    return this.#retries.get(peer)?.attempt ?? 0
+  }
+
   /** Peers with an established link. */
   get linkedPeers(): string[] {
     return [...this.#links.keys()]
