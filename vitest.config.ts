@@ -2,7 +2,12 @@ import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
   test: {
-    include: ['protocol/src/**/*.test.ts', 'homeserver/**/*.test.ts', 'scripts/**/*.test.ts'],
+    include: [
+      'protocol/src/**/*.test.ts',
+      'homeserver/**/*.test.ts',
+      'scripts/**/*.test.ts',
+      'desktop/test/**/*.test.ts',
+    ],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',

@@ -12,6 +12,7 @@ import { users } from './routes/users.ts'
 import { rooms } from './routes/rooms.ts'
 import { media } from './routes/media.ts'
 import { wellKnown } from './routes/well-known.ts'
+import { webClient } from './routes/web-client.ts'
 import { clientAddress } from './routes/middleware.ts'
 import { Gateway } from './ws/gateway.ts'
 
@@ -25,6 +26,11 @@ export function createApp(services: Services) {
   wss.options.maxPayload = config.limits.maxFrameBytes
   const gateway = new Gateway(services)
   const allowedOrigins = new Set(config.allowedOrigins)
+  /** With `--web-client`, the page we serve is an allowed origin: its own host, and nothing else. */
+  const servedHere = (origin: string, host: string | undefined): boolean => {
+    if (config.webClientDir === undefined || host === undefined) return false
+    return origin === `http://${host}` || origin === `https://${host}`
+  }
 
   app.use(async (c, next) => {
     c.set('services', services)
@@ -64,7 +70,7 @@ export function createApp(services: Services) {
     '/api/v1/ws',
     async (c, next) => {
       const origin = c.req.header('origin')
-      if (origin !== undefined && !allowedOrigins.has(origin)) {
+      if (origin !== undefined && !allowedOrigins.has(origin) && !servedHere(origin, c.req.header('host'))) {
         return c.json({ errcode: 'P_FORBIDDEN', error: 'origin not allowed' }, 403)
       }
       if (c.req.query('access_token') !== undefined) {
@@ -92,6 +98,10 @@ export function createApp(services: Services) {
   app.route('/api/v1', users)
   app.route('/api/v1/rooms', rooms)
   app.route('/api/v1/media', media(config.limits.maxMediaBytes))
+  if (config.webClientDir !== undefined) {
+    const serve = webClient(config.webClientDir)
+    app.get('*', (c, next) => (c.req.path.startsWith('/api/') ? next() : serve(c)))
+  }
 
   return { app, gateway, injectWebSocket, wss }
 }

@@ -1,0 +1,178 @@
+/**
+ * The app's state over the headless client (`@parley/protocol/client`): who is signed in, the room
+ * list, each room's timeline, what is still being sent. Svelte 5 runes make it reactive; components
+ * read it and call its methods, and never talk to the network themselves.
+ */
+import {
+  ApiError,
+  ParleyClient,
+  type ClientStore,
+  type ConnectionStatus,
+  type OutboxEntry,
+} from '@parley/protocol/client'
+import type { ClientEvent, RoomSummary } from '@parley/protocol/schema'
+import type { DesktopApi } from './desktop-api.ts'
+
+/** Why something failed, in a sentence for the user. */
+export function reasonOf(error: unknown): string {
+  if (error instanceof ApiError) return error.message
+  return error instanceof Error ? error.message : String(error)
+}
+
+export class Chat {
+  status = $state<ConnectionStatus>('offline')
+  me = $state<string | null>(null)
+  rooms = $state<RoomSummary[]>([])
+  selected = $state<string | null>(null)
+  /** Events of each room, ordered by seq. */
+  timelines = $state<Record<string, ClientEvent[]>>({})
+  /** Sends not yet acknowledged (they survive reloads), oldest first. */
+  pending = $state<OutboxEntry[]>([])
+  /** Sends refused for good, by txn id. */
+  failed = $state<Record<string, string>>({})
+
+  #client: ParleyClient | null = null
+  #roomsTimer: ReturnType<typeof setTimeout> | null = null
+
+  constructor(
+    private readonly store: ClientStore,
+    private readonly desktop: DesktopApi,
+  ) {}
+
+  /** Picks up a stored session, if any. */
+  async resume(): Promise<boolean> {
+    const session = await this.store.getSession()
+    if (!session) return false
+    await this.#start(new ParleyClient({ baseUrl: session.base_url, store: this.store, WebSocket }))
+    return true
+  }
+
+  async signIn(baseUrl: string, username: string, password: string, create: boolean): Promise<void> {
+    const options = { store: this.store, WebSocket }
+    const client = create
+      ? await ParleyClient.register(baseUrl, username, password, options)
+      : await ParleyClient.login(baseUrl, username, password, options)
+    await this.#start(client)
+  }
+
+  async #start(client: ParleyClient): Promise<void> {
+    this.#client = client
+    this.me = (await this.store.getSession())?.user_id ?? null
+    client.on('status', (s) => (this.status = s))
+    client.on('event', ({ event, live }) => this.#onEvent(event, live))
+    const refreshPending = () => void this.#refreshPending()
+    client.on('sent', refreshPending)
+    client.on('pending', refreshPending)
+    client.on('send_failed', (f) => {
+      this.failed = { ...this.failed, [f.txn_id]: reasonOf(f.error) }
+      refreshPending()
+    })
+    client.on('session_ended', () => void this.signOut())
+    await this.#refreshPending()
+    await this.refreshRooms()
+    void client.connect()
+  }
+
+  #onEvent(event: ClientEvent, live: boolean): void {
+    const list = this.timelines[event.room] ?? []
+    if (!list.some((e) => e.event_id === event.event_id)) {
+      const next = [...list, event].sort((a, b) => a.seq - b.seq)
+      this.timelines = { ...this.timelines, [event.room]: next }
+    }
+    if (event.type === 'm.member' || live) this.#scheduleRooms()
+    if (live && event.type === 'm.message' && event.sender !== this.me && event.room !== this.selected) {
+      const room = this.rooms.find((r) => r.room_id === event.room)
+      if (room?.kind === 'dm') this.desktop.notify(event.sender, String(event.content.body ?? ''))
+    }
+  }
+
+  /** Room summaries change with every event: refresh them at most a few times a second. */
+  #scheduleRooms(): void {
+    if (this.#roomsTimer) return
+    this.#roomsTimer = setTimeout(() => {
+      this.#roomsTimer = null
+      void this.refreshRooms()
+    }, 150)
+  }
+
+  async refreshRooms(): Promise<void> {
+    if (!this.#client) return
+    try {
+      this.rooms = await this.#client.api.listRooms()
+      this.desktop.setBadge(this.rooms.reduce((n, r) => n + r.unread, 0))
+    } catch {
+      // Offline: the list stays as it was and refreshes with the next event.
+    }
+  }
+
+  async #refreshPending(): Promise<void> {
+    this.pending = await this.store.listOutbox()
+  }
+
+  select(room: string): void {
+    this.selected = room
+    const last = this.timelines[room]?.at(-1)
+    if (last) this.#client?.receipt(room, last.event_id)
+    this.#scheduleRooms()
+    void this.#loadHistory(room)
+  }
+
+  /**
+   * The latest page of a room's history. Sync brings what happened while we were members; events from
+   * before we joined (a DM's first message, sent while we were invited) come from history.
+   */
+  async #loadHistory(room: string): Promise<void> {
+    if (!this.#client) return
+    try {
+      const page = await this.#client.api.messages(room, { limit: 50 })
+      const known = new Set((this.timelines[room] ?? []).map((e) => e.event_id))
+      const fresh = page.events.filter((e) => !known.has(e.event_id))
+      if (fresh.length === 0) return
+      const next = [...(this.timelines[room] ?? []), ...fresh].sort((a, b) => a.seq - b.seq)
+      this.timelines = { ...this.timelines, [room]: next }
+    } catch {
+      // Not a member (yet) or offline: the timeline shows what sync brought.
+    }
+  }
+
+  /** Sends a markdown message to the selected room; it shows as pending until acknowledged. */
+  async send(body: string): Promise<void> {
+    const room = this.selected
+    if (!this.#client || !room || body.trim() === '') return
+    const sending = this.#client.send(room, 'm.message', { body, format: 'markdown' })
+    await this.#refreshPending()
+    await sending.catch(() => {}) // failures arrive as send_failed
+  }
+
+  async startDm(userId: string): Promise<string> {
+    const room = await this.#client!.api.createRoom({ kind: 'dm', invite: [userId] })
+    await this.refreshRooms()
+    this.select(room)
+    return room
+  }
+
+  async createGroup(name: string, invite: string[]): Promise<string> {
+    const room = await this.#client!.api.createRoom({ kind: 'group', name, invite })
+    await this.refreshRooms()
+    this.select(room)
+    return room
+  }
+
+  async join(room: string): Promise<void> {
+    await this.#client!.api.join(room)
+    await this.refreshRooms()
+    this.select(room)
+  }
+
+  async signOut(): Promise<void> {
+    const client = this.#client
+    this.#client = null
+    if (client) await client.logout().catch(() => client.close())
+    await this.store.clear()
+    this.me = null
+    this.rooms = []
+    this.timelines = {}
+    this.pending = []
+    this.selected = null
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * The web client in real Chromium against two real federated homeservers that serve it
+ * (`--web-client`): two people of two organisations sign up, start a DM across servers, exchange
+ * markdown messages; hostile markdown renders inert (IN-4 subset); no console errors or CSP
+ * violations. Screenshots of the main views go to desktop/test-artifacts/.
+ */
+import { mkdir } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import { build } from 'vite'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startFederation, type Federation } from '../../homeserver/test/support/federation.ts'
+
+const ACME = 'acme.localhost'
+const GLOBEX = 'globex.localhost'
+const WEB = fileURLToPath(new URL('../dist/web', import.meta.url))
+const ARTIFACTS = fileURLToPath(new URL('../test-artifacts', import.meta.url))
+
+let fed: Federation
+let browser: Browser
+const problems: string[] = []
+
+beforeAll(async () => {
+  await build({ configFile: fileURLToPath(new URL('../vite.config.ts', import.meta.url)), logLevel: 'warn' })
+  await mkdir(ARTIFACTS, { recursive: true })
+  fed = await startFederation([ACME, GLOBEX], () => ({ webClientDir: WEB }))
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  })
+}, 120_000)
+
+afterAll(async () => {
+  await browser?.close()
+  await fed?.close()
+})
+
+/** A fresh browser profile on one server's web client, recording console errors and CSP reports. */
+async function open(server: string): Promise<Page> {
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`${server} console: ${m.text()}`)
+  })
+  page.on('pageerror', (e) => problems.push(`${server} page error: ${e.message}`))
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`)
+    })
+  })
+  await page.goto(fed.urls[server]!)
+  return page
+}
+
+async function signUp(page: Page, username: string): Promise<void> {
+  await page.getByLabel('User name').fill(username)
+  await page.getByLabel('Password').fill('correct horse battery')
+  await page.getByRole('button', { name: 'Create account' }).click()
+  await expectText(page, '[data-testid="me"]', `@${username}:`)
+}
+
+async function expectText(page: Page, selector: string, text: string): Promise<void> {
+  try {
+    await page.locator(selector, { hasText: text }).first().waitFor({ timeout: 15_000 })
+  } catch (error) {
+    // What the page showed instead, for the failure report.
+    const shown = await page.locator('body').innerText()
+    throw new Error(`${String(error)}\npage showed:\n${shown}\nproblems: ${problems.join('\n')}`)
+  }
+}
+
+async function say(page: Page, text: string): Promise<void> {
+  const box = page.locator('textarea[name="message"]')
+  await box.fill(text)
+  await box.press('Enter')
+}
+
+describe('web client in Chromium', () => {
+  it('two organisations chat in a DM across their servers', async () => {
+    const alice = await open(ACME)
+    const bob = await open(GLOBEX)
+    await alice.screenshot({ path: `${ARTIFACTS}/sign-in.png` })
+    await signUp(alice, 'alice')
+    await signUp(bob, 'bob')
+
+    await alice.getByLabel('User id, e.g. @bob:globex.example').fill(`@bob:${GLOBEX}`)
+    await alice.getByRole('button', { name: 'Message', exact: true }).click()
+    await expectText(alice, '.notice', `@bob:${GLOBEX} was invited`)
+    await say(alice, 'hello **bob**')
+    await expectText(alice, '[data-testid="message"]', 'hello bob')
+
+    // bob sees the invitation on his own server, joins, and reads the message rendered.
+    await bob.locator('[data-testid="join"]').click({ timeout: 15_000 })
+    await expectText(bob, '[data-testid="message"]', 'hello bob')
+    expect(await bob.locator('[data-testid="message"] strong').first().textContent()).toBe('bob')
+
+    await say(bob, 'hi alice, from globex')
+    await expectText(alice, '[data-testid="message"]', 'hi alice, from globex')
+    await expect.poll(() => bob.locator('[data-testid="pending"]').count(), { timeout: 15_000 }).toBe(0)
+    await alice.screenshot({ path: `${ARTIFACTS}/dm.png` })
+
+    // Hostile markdown arrives as inert text: no element with a handler, no javascript: link.
+    await say(bob, '<img src=x onerror="window.__pwned=1"> [click](javascript:window.__pwned=2)')
+    await expectText(alice, '[data-testid="message"]', 'click')
+    expect(await alice.locator('[data-testid="message"] img').count()).toBe(0)
+    expect(await alice.locator('[data-testid="message"] a[href^="javascript"]').count()).toBe(0)
+    expect(await alice.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined()
+
+    expect(problems).toEqual([])
+  }, 90_000)
+})
