@@ -115,4 +115,41 @@ describe('web client in Chromium', () => {
 
     expect(problems).toEqual([])
   }, 90_000)
+
+  it('sends to a room whose server is down wait as pending, survive a reload with the draft, and arrive once', async () => {
+    const carol = await open(ACME)
+    const dave = await open(GLOBEX)
+    await signUp(carol, 'carol')
+    await signUp(dave, 'dave')
+    await carol.getByLabel('User id, e.g. @bob:globex.example').fill(`@dave:${GLOBEX}`)
+    await carol.getByRole('button', { name: 'Message', exact: true }).click()
+    await expectText(carol, '.notice', `@dave:${GLOBEX} was invited`)
+    await dave.locator('[data-testid="join"]').click({ timeout: 15_000 })
+    await expectText(carol, '.notice', `@dave:${GLOBEX} joined`)
+
+    // The room's owner (carol's server) goes down: dave's server queues his messages durably.
+    await fed.stop(ACME)
+    await say(dave, 'while acme was down 1')
+    await say(dave, 'while acme was down 2')
+    await expect.poll(() => dave.locator('[data-testid="pending"]').count(), { timeout: 15_000 }).toBe(2)
+    await dave.locator('textarea[name="message"]').fill('a draft I keep')
+    await dave.reload()
+    await expectText(dave, '[data-testid="me"]', '@dave:')
+    await dave.getByRole('button', { name: 'Direct message' }).click()
+    await expect.poll(() => dave.locator('[data-testid="pending"]').count(), { timeout: 15_000 }).toBe(2)
+    await expect.poll(() => dave.locator('textarea[name="message"]').inputValue()).toBe('a draft I keep')
+    await dave.screenshot({ path: `${ARTIFACTS}/pending.png` })
+
+    await fed.start(ACME)
+    await expect.poll(() => dave.locator('[data-testid="pending"]').count(), { timeout: 30_000 }).toBe(0)
+    await carol.reload()
+    await expectText(carol, '[data-testid="me"]', '@carol:')
+    await carol.getByRole('button', { name: 'Direct message' }).click()
+    await expectText(carol, '[data-testid="message"]', 'while acme was down 2')
+    for (const text of ['while acme was down 1', 'while acme was down 2'])
+      expect(await carol.locator('[data-testid="message"]', { hasText: text }).count()).toBe(1)
+    expect(
+      problems.filter((p) => !p.includes('Failed to load resource') && !p.includes('WebSocket')),
+    ).toEqual([])
+  }, 120_000)
 })

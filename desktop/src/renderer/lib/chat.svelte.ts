@@ -144,6 +144,16 @@ export class Chat {
     await sending.catch(() => {}) // failures arrive as send_failed
   }
 
+  /** The unsent text of a room's composer (kept across room switches and reloads). */
+  async loadDraft(room: string): Promise<string> {
+    return (await this.store.getItem(`draft:${room}`)) ?? ''
+  }
+
+  async saveDraft(room: string, text: string): Promise<void> {
+    if (text === '') await this.store.removeItem(`draft:${room}`)
+    else await this.store.setItem(`draft:${room}`, text)
+  }
+
   async startDm(userId: string): Promise<string> {
     const room = await this.#client!.api.createRoom({ kind: 'dm', invite: [userId] })
     await this.refreshRooms()
