@@ -16,6 +16,11 @@ const GLOBEX = 'globex.localhost'
 const WEB = fileURLToPath(new URL('../dist/web', import.meta.url))
 const ARTIFACTS = fileURLToPath(new URL('../test-artifacts', import.meta.url))
 
+/** What the recording DesktopApi saw. */
+interface Recorded {
+  recorded: { notifications: Array<{ title: string; body: string }>; badge: number }
+}
+
 let fed: Federation
 let browser: Browser
 const problems: string[] = []
@@ -53,6 +58,16 @@ async function open(server: string): Promise<Page> {
   await page.addInitScript(() => {
     document.addEventListener('securitypolicyviolation', (e) => {
       console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`)
+    })
+    // A recording DesktopApi, installed where the Electron preload would put the real one.
+    const recorded = { notifications: [] as Array<{ title: string; body: string }>, badge: 0 }
+    Object.assign(window, {
+      recorded,
+      parleyDesktop: {
+        platform: 'web',
+        notify: (title: string, body: string) => recorded.notifications.push({ title, body }),
+        setBadge: (count: number) => (recorded.badge = count),
+      },
     })
   })
   await page.goto(fed.urls[server]!)
@@ -103,6 +118,22 @@ describe('web client in Chromium', () => {
 
     await say(bob, 'hi alice, from globex')
     await expectText(alice, '[data-testid="message"]', 'hi alice, from globex')
+    // alice is in the room: no notification for it. Once she looks elsewhere, bob's next DM notifies
+    // her, and the unread count shows on the room and the badge.
+    await alice.getByLabel('Group name').fill('elsewhere')
+    await alice.getByRole('button', { name: 'New group' }).click()
+    await expectText(alice, '.room-name', 'elsewhere')
+    await say(bob, 'are you there?')
+    await expect
+      .poll(() => alice.evaluate(() => (window as unknown as Recorded).recorded.notifications), {
+        timeout: 15_000,
+      })
+      .toEqual([{ title: `@bob:${GLOBEX}`, body: 'are you there?' }])
+    await expect
+      .poll(() => alice.evaluate(() => (window as unknown as Recorded).recorded.badge), { timeout: 15_000 })
+      .toBe(1)
+    await expectText(alice, '.badge', '1')
+    await alice.getByRole('button', { name: 'Direct message' }).click()
     await expect.poll(() => bob.locator('[data-testid="pending"]').count(), { timeout: 15_000 }).toBe(0)
     await alice.screenshot({ path: `${ARTIFACTS}/dm.png` })
 

@@ -2,7 +2,7 @@
 import './lib/zod-config.ts'
 import { mount } from 'svelte'
 import App from './App.svelte'
-import { webDesktopApi } from './lib/desktop-api.ts'
+import { platformDesktopApi } from './lib/desktop-api.ts'
 import './app.css'
 
-mount(App, { target: document.getElementById('app')!, props: { desktop: webDesktopApi() } })
+mount(App, { target: document.getElementById('app')!, props: { desktop: platformDesktopApi() } })

@@ -11,6 +11,15 @@ export interface DesktopApi {
   setBadge(count: number): void
 }
 
+/**
+ * The platform's API: the one the Electron preload exposes on `window.parleyDesktop` (tests inject a
+ * recording one the same way), else the browser's.
+ */
+export function platformDesktopApi(): DesktopApi {
+  const exposed = (globalThis as { parleyDesktop?: DesktopApi }).parleyDesktop
+  return exposed ?? webDesktopApi()
+}
+
 /** The browser's version: notifications only if the user allowed them, the badge in the tab title. */
 export function webDesktopApi(): DesktopApi {
   return {
