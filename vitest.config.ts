@@ -7,6 +7,7 @@ export default defineConfig({
       'homeserver/**/*.test.ts',
       'scripts/**/*.test.ts',
       'desktop/test/**/*.test.ts',
+      'desktop/src/**/*.test.ts',
     ],
     testTimeout: 30_000,
     hookTimeout: 30_000,

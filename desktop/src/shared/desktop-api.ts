@@ -1,0 +1,22 @@
+/**
+ * The one typed API between the renderer and the Electron main process (DESIGN.md section 9): the
+ * channel names and the schema of every argument. The preload exposes it as `window.parleyDesktop`;
+ * the main process validates every call against these schemas and checks its sender.
+ */
+import { z } from 'zod'
+import { IPC } from './ipc-channels.ts'
+
+export { IPC }
+
+const Text = (max: number) => z.string().max(max)
+
+/** Argument schemas, by channel: nothing else crosses the bridge. */
+export const IPC_ARGS = {
+  [IPC.notify]: z.tuple([Text(200), Text(1000)]),
+  [IPC.setBadge]: z.tuple([z.number().int().min(0).max(1_000_000)]),
+  [IPC.openExternal]: z.tuple([Text(4096)]),
+  [IPC.secretGet]: z.tuple([z.string().regex(/^[a-z0-9_.-]{1,64}$/)]),
+  [IPC.secretSet]: z.tuple([z.string().regex(/^[a-z0-9_.-]{1,64}$/), Text(8192)]),
+} as const
+
+export type IpcChannel = keyof typeof IPC_ARGS
