@@ -5,7 +5,6 @@
  * Synchronisation is by events and promises only.
  */
 import type { IncomingMessage } from 'node:http'
-import net from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { verifySignature } from '@parley/protocol/signing'
@@ -20,6 +19,7 @@ import type { LinkManager } from '../src/federation/link-manager.ts'
 import type { AppFrame, Link, LinkError } from '../src/federation/link-socket.ts'
 import { startTestServer, type TestServer } from './helpers.ts'
 import { ChaosProxy } from './support/chaos-proxy.ts'
+import { freePort } from './support/federation.ts'
 
 const ACME = 'acme.localhost'
 const GLOBEX = 'globex.localhost'
@@ -32,16 +32,6 @@ const cleanups: (() => Promise<unknown>)[] = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
-
-/** A port nobody listens on right now (so two servers can know each other's URL before starting). */
-async function freePort(): Promise<number> {
-  const probe = net.createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const address = probe.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  await new Promise<void>((resolve) => probe.close(() => resolve()))
-  return address.port
-}
 
 /** Starts a homeserver whose key fetches (the real HTTP ones) are counted. */
 async function server(name: string, port: number, peers: Record<string, string>, allow: string[] = []) {

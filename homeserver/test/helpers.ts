@@ -1,5 +1,5 @@
 /** Test helpers: real homeservers on port 0 with temp data dirs, real HTTP and WebSocket clients. */
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import type { Socket } from 'node:net'
@@ -381,6 +381,23 @@ export interface ChildServer {
   stop(): Promise<void>
 }
 
+/** The base URL a `parley-homeserver start` child prints once listening; rejects if it exits first. */
+export function listeningUrl(proc: ChildProcess, exited: Promise<void>): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let out = ''
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString()
+      const m = /listening on (http:\/\/\S+)/.exec(out)
+      if (!m) return
+      proc.stdout!.off('data', onData)
+      proc.stdout!.resume()
+      resolve(m[1]!)
+    }
+    proc.stdout!.on('data', onData)
+    void exited.then(() => reject(new Error(`homeserver exited before listening: ${out}`)))
+  })
+}
+
 export interface ChildServerOptions {
   /** Wraps the server command, e.g. to run it in its own mount namespace. Gets the full argv. */
   readonly wrap?: (argv: readonly string[], dataDir: string) => readonly string[]
@@ -405,22 +422,10 @@ export async function startChildServer(
   const [command, ...rest] = options.wrap ? options.wrap(argv, dataDir) : argv
   const proc = spawn(command!, rest, { stdio: ['ignore', 'pipe', 'inherit'] })
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = ''
-    const onData = (chunk: Buffer) => {
-      out += chunk.toString()
-      const m = /listening on (http:\/\/\S+)/.exec(out)
-      if (!m) return
-      proc.stdout!.off('data', onData)
-      proc.stdout!.resume()
-      resolve(m[1]!)
-    }
-    proc.stdout!.on('data', onData)
-    void exited.then(async () => {
-      await rm(dataDir, { recursive: true, force: true })
-      await rm(configDir, { recursive: true, force: true })
-      reject(new Error(`homeserver exited before listening: ${out}`))
-    })
+  const url = await listeningUrl(proc, exited).catch(async (error: unknown) => {
+    await rm(dataDir, { recursive: true, force: true })
+    await rm(configDir, { recursive: true, force: true })
+    throw error
   })
   return {
     url,

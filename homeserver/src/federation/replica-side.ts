@@ -32,6 +32,8 @@ import type { CommittedEvent, Draft, JobContext, RoomRules, Sequencer } from '..
 import type { LinkManager } from './link-manager.ts'
 import { TRANSIENT_KEY_FAULTS } from './owner-side.ts'
 import type { PeerKeys } from './peer-keys.ts'
+import { clientRowOf, eventRowOf } from '../services/event-log.ts'
+import { STATE_TYPES } from '../services/room-rules.ts'
 
 /** Which state a snapshot brings (the rest of the frame is events). */
 type SnapshotState = SnapshotFrame['state']
@@ -56,14 +58,7 @@ export class ReplicaRefusal extends ParleyError {
   }
 }
 
-/** State event types: they carry content (never null) and, for two of them, a state key. */
-const STATE_TYPES: ReadonlySet<string> = new Set([
-  'm.room.create',
-  'm.member',
-  'm.power_levels',
-  'm.room.name',
-  'm.room.topic',
-])
+/** State event types that carry a state key (all state types carry content, never null). */
 const STATE_KEYED: ReadonlySet<string> = new Set(['m.member', 'm.power_levels'])
 /** Frames of one peer waiting for verification, beyond which its link stops being read for a while. */
 const MAX_QUEUED_PER_PEER = 256
@@ -428,39 +423,20 @@ export class ReplicaSide {
       stream = ctx.nextStream()
       const contentJson = item.content === null ? null : canonicalJson(item.content)
       const target = item.content?.target ?? item.relates_to
-      repos.events.insert({
-        stream_pos: stream,
-        room_id: room,
-        seq: envelope.seq,
-        event_id: envelope.event_id,
-        type: header.type,
-        state_key: header.state_key ?? null,
-        sender: header.sender,
-        origin_ts: header.origin_ts,
-        v: header.v,
-        origin: header.origin,
-        nonce: header.nonce,
-        content_hash: header.content_hash,
-        prev: envelope.prev,
-        owner_ts: envelope.owner_ts,
-        content: contentJson,
-        relates_to: typeof target === 'string' ? target : null,
-        origin_kid: item.origin_sig?.kid ?? null,
-        origin_sig: item.origin_sig?.sig ?? null,
+      const row = eventRowOf({
+        stream,
+        header,
+        envelope,
+        contentJson,
+        relatesTo: typeof target === 'string' ? target : null,
+        originSig: item.origin_sig ?? null,
       })
+      repos.events.insert(row)
       if (item.content === null && item.redacted_by) repos.events.redact(envelope.event_id, item.redacted_by)
-      const event: CommittedEvent = {
-        stream_pos: stream,
-        room_id: room,
-        seq: envelope.seq,
-        event_id: envelope.event_id,
-        type: header.type,
-        state_key: header.state_key ?? null,
-        sender: header.sender,
-        origin_ts: header.origin_ts,
-        content: contentJson ?? '{}',
-        redacted_by: item.content === null ? (item.redacted_by ?? null) : null,
-      }
+      const event: CommittedEvent = clientRowOf(
+        row,
+        item.content === null ? (item.redacted_by ?? null) : null,
+      )
       // A snapshot's events are history: the state it carries is already the result of them.
       if (fresh) {
         if (header.type === 'm.member') memberStream.set(header.state_key!, stream)

@@ -3,7 +3,7 @@
  * rebuild the exact objects (canonical JSON is deterministic), for verification and federation.
  */
 import type { ChainLink, Envelope, EventHeader, JsonObject } from '@parley/protocol'
-import type { EventRow } from '../db/repos/index.ts'
+import type { ClientEventRow, EventRow } from '../db/repos/index.ts'
 
 /** The header the origin signed (and whose hash is the event id). */
 export function headerOf(row: EventRow): EventHeader {
@@ -32,5 +32,60 @@ export function chainLinkOf(row: EventRow): ChainLink {
     header: headerOf(row),
     content: row.content === null ? null : (JSON.parse(row.content) as JsonObject),
     envelope: envelopeOf(row),
+  }
+}
+
+/** What a stored event is made of: its signed parts, where it sits in our stream, and its extras. */
+export interface SignedEventParts {
+  readonly stream: number
+  readonly header: EventHeader
+  readonly envelope: Envelope
+  /** Canonical JSON of the content, or null once redacted. */
+  readonly contentJson: string | null
+  readonly relatesTo: string | null
+  readonly originSig: { readonly kid: string; readonly sig: string } | null
+}
+
+/** The row to insert for an event (the inverse of headerOf / envelopeOf). */
+export function eventRowOf(p: SignedEventParts): Omit<EventRow, 'owner_sig' | 'owner_kid' | 'redacted_by'> {
+  const { header, envelope } = p
+  return {
+    stream_pos: p.stream,
+    room_id: envelope.room,
+    seq: envelope.seq,
+    event_id: envelope.event_id,
+    type: header.type,
+    state_key: header.state_key ?? null,
+    sender: header.sender,
+    origin_ts: header.origin_ts,
+    v: header.v,
+    origin: header.origin,
+    nonce: header.nonce,
+    content_hash: header.content_hash,
+    prev: envelope.prev,
+    owner_ts: envelope.owner_ts,
+    content: p.contentJson,
+    relates_to: p.relatesTo,
+    origin_kid: p.originSig?.kid ?? null,
+    origin_sig: p.originSig?.sig ?? null,
+  }
+}
+
+/** The client-facing columns of a stored event (what fan-out and sync deliver). */
+export function clientRowOf(
+  row: Pick<EventRow, Exclude<keyof ClientEventRow, 'redacted_by'>>,
+  redactedBy: string | null = null,
+): ClientEventRow & { content: string } {
+  return {
+    stream_pos: row.stream_pos,
+    room_id: row.room_id,
+    seq: row.seq,
+    event_id: row.event_id,
+    type: row.type,
+    state_key: row.state_key,
+    sender: row.sender,
+    origin_ts: row.origin_ts,
+    content: row.content ?? '{}',
+    redacted_by: redactedBy,
   }
 }

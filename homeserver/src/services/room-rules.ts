@@ -21,7 +21,8 @@ import type { CommittedEvent, Draft, RoomRules } from './sequencer.ts'
 
 const { admin: ADMIN, moderator: MODERATOR, owner: OWNER } = ROLE_LEVEL
 
-const STATE_TYPES: ReadonlySet<string> = new Set([
+/** Event types that set room state (never redactable, never without content). */
+export const STATE_TYPES: ReadonlySet<string> = new Set([
   'm.room.create',
   'm.member',
   'm.power_levels',

@@ -26,6 +26,7 @@ import type { Clock } from '../clock.ts'
 import type { Database } from '../db/database.ts'
 import type { ClientEventRow, Repos } from '../db/repos/index.ts'
 import type { Logger } from '../logger.ts'
+import { clientRowOf, eventRowOf } from './event-log.ts'
 
 /** Most drafts written in one transaction. */
 const MAX_BATCH = 2000
@@ -334,39 +335,18 @@ export class Sequencer {
         const envelopeJson = canonicalJson(envelope)
         stream++
         const relatesTo = typeof draft.content.target === 'string' ? draft.content.target : null
-        this.repos.events.insert({
-          stream_pos: stream,
-          room_id: draft.room,
-          seq: envelope.seq,
-          event_id: eventId,
-          type: draft.type,
-          state_key: draft.stateKey ?? null,
-          sender: draft.sender,
-          origin_ts: header.origin_ts,
-          v: header.v,
-          origin: header.origin,
-          nonce: header.nonce,
-          content_hash: header.content_hash,
-          prev: envelope.prev,
-          owner_ts: envelope.owner_ts,
-          content: contentJson,
-          relates_to: relatesTo,
-          origin_kid: draft.remote?.originSig.kid ?? null,
-          origin_sig: draft.remote?.originSig.sig ?? null,
+        // The draft's header is what the origin signed: the stored row is rebuilt from it.
+        const row = eventRowOf({
+          stream,
+          header,
+          envelope,
+          contentJson,
+          relatesTo,
+          originSig: draft.remote?.originSig ?? null,
         })
+        this.repos.events.insert(row)
         if (draft.txn) this.repos.events.insertTxn(draft.txn.deviceId, draft.txn.txnId, eventId, originTs)
-        const event: CommittedEvent = {
-          stream_pos: stream,
-          room_id: draft.room,
-          seq: envelope.seq,
-          event_id: eventId,
-          type: draft.type,
-          state_key: draft.stateKey ?? null,
-          sender: draft.sender,
-          origin_ts: header.origin_ts,
-          content: contentJson,
-          redacted_by: null,
-        }
+        const event: CommittedEvent = clientRowOf(row)
         this.rules.apply(event, draft)
         head.seq = envelope.seq
         head.hash = hashCanonicalText(envelopeJson)

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { FAST_ARGON2, startTestServer, type TestServer } from '../helpers.ts'
+import { FAST_ARGON2, listeningUrl, startTestServer, type TestServer } from '../helpers.ts'
 import type { ConfigInput } from '../../src/config.ts'
 
 /** Small timings so dead links and redials happen in test time. */
@@ -126,19 +126,7 @@ export async function spawnHomeserver(
     { stdio: ['ignore', 'pipe', 'inherit'] },
   )
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = ''
-    const onData = (chunk: Buffer) => {
-      out += chunk.toString()
-      const m = /listening on (http:\/\/\S+)/.exec(out)
-      if (!m) return
-      proc.stdout!.off('data', onData)
-      proc.stdout!.resume()
-      resolve(m[1]!)
-    }
-    proc.stdout!.on('data', onData)
-    void exited.then(() => reject(new Error(`homeserver exited before listening: ${out}`)))
-  })
+  const url = await listeningUrl(proc, exited)
   return {
     url,
     proc,
