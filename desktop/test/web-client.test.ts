@@ -137,6 +137,18 @@ describe('web client in Chromium', () => {
     await expect.poll(() => bob.locator('[data-testid="pending"]').count(), { timeout: 15_000 }).toBe(0)
     await alice.screenshot({ path: `${ARTIFACTS}/dm.png` })
 
+    // bob reacts to alice's first message; alice edits it, then deletes it: both sides see each step.
+    const first = (side: Page) => side.locator('[data-testid="message"]', { hasText: 'hello' }).first()
+    await first(bob).getByRole('button', { name: 'React with 👍' }).click()
+    await expectText(alice, '.reaction', '👍 1')
+    await first(alice).getByRole('button', { name: 'Edit' }).click()
+    await say(alice, 'hello **bob**, edited')
+    await expectText(bob, '[data-testid="message"]', 'hello bob, edited')
+    await first(bob).locator('[data-testid="edited"]').waitFor({ timeout: 15_000 })
+    await first(alice).getByRole('button', { name: 'Delete' }).click()
+    await bob.locator('[data-testid="deleted"]').first().waitFor({ timeout: 15_000 })
+    expect(await bob.locator('[data-testid="message"]', { hasText: 'hello bob' }).count()).toBe(0)
+
     // Hostile markdown arrives as inert text: no element with a handler, no javascript: link.
     await say(bob, '<img src=x onerror="window.__pwned=1"> [click](javascript:window.__pwned=2)')
     await expectText(alice, '[data-testid="message"]', 'click')

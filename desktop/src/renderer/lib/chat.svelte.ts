@@ -135,11 +135,41 @@ export class Chat {
     }
   }
 
-  /** Sends a markdown message to the selected room; it shows as pending until acknowledged. */
+  /** The message the composer replies to, if any. */
+  replyingTo = $state<{ room: string; event_id: string; sender: string } | null>(null)
+  /** The message being edited, if any. */
+  editing = $state<{ room: string; event_id: string; body: string } | null>(null)
+
+  /**
+   * Sends the composer's text to the selected room (a reply, or an edit if one is in progress); it
+   * shows as pending until acknowledged.
+   */
   async send(body: string): Promise<void> {
     const room = this.selected
-    if (!this.#client || !room || body.trim() === '') return
-    const sending = this.#client.send(room, 'm.message', { body, format: 'markdown' })
+    if (!room || body.trim() === '') return
+    const editing = this.editing?.room === room ? this.editing : null
+    const reply = this.replyingTo?.room === room ? this.replyingTo : null
+    this.editing = null
+    this.replyingTo = null
+    if (editing)
+      return this.#sendEvent(room, 'm.edit', { target: editing.event_id, body, format: 'markdown' })
+    const content: Record<string, unknown> = { body, format: 'markdown' }
+    if (reply) content.reply_to = reply.event_id
+    await this.#sendEvent(room, 'm.message', content)
+  }
+
+  async react(room: string, target: string, key: string): Promise<void> {
+    await this.#sendEvent(room, 'm.reaction', { target, key })
+  }
+
+  /** Deletes one of the user's events (a message, or a reaction to take it back). */
+  async remove(room: string, target: string): Promise<void> {
+    await this.#sendEvent(room, 'm.redaction', { target })
+  }
+
+  async #sendEvent(room: string, type: string, content: Record<string, unknown>): Promise<void> {
+    if (!this.#client) return
+    const sending = this.#client.send(room, type, content)
     await this.#refreshPending()
     await sending.catch(() => {}) // failures arrive as send_failed
   }
