@@ -4,6 +4,7 @@
  * markdown messages; hostile markdown renders inert (IN-4 subset); no console errors or CSP
  * violations. Screenshots of the main views go to desktop/test-artifacts/.
  */
+import { readFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
@@ -74,6 +75,26 @@ async function open(server: string): Promise<Page> {
   return page
 }
 
+const AXE = readFileSync(fileURLToPath(import.meta.resolve('axe-core/axe.min.js')), 'utf8')
+
+/** axe-core's serious and critical findings on the page as it is (injected over DevTools, not past the CSP). */
+async function axeViolations(page: Page): Promise<string[]> {
+  await page.evaluate(AXE)
+  const results = await page.evaluate(async () => {
+    const axe = (
+      window as unknown as {
+        axe: {
+          run(): Promise<{ violations: Array<{ id: string; impact: string | null; nodes: unknown[] }> }>
+        }
+      }
+    ).axe
+    return (await axe.run()).violations
+  })
+  return results
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}, ${v.nodes.length} nodes)`)
+}
+
 async function signUp(page: Page, username: string): Promise<void> {
   await page.getByLabel('User name').fill(username)
   await page.getByLabel('Password').fill('correct horse battery')
@@ -102,6 +123,7 @@ describe('web client in Chromium', () => {
     const alice = await open(ACME)
     const bob = await open(GLOBEX)
     await alice.screenshot({ path: `${ARTIFACTS}/sign-in.png` })
+    expect(await axeViolations(alice)).toEqual([])
     await signUp(alice, 'alice')
     await signUp(bob, 'bob')
 
@@ -136,6 +158,7 @@ describe('web client in Chromium', () => {
     await alice.getByRole('button', { name: 'Direct message' }).click()
     await expect.poll(() => bob.locator('[data-testid="pending"]').count(), { timeout: 15_000 }).toBe(0)
     await alice.screenshot({ path: `${ARTIFACTS}/dm.png` })
+    expect(await axeViolations(alice)).toEqual([])
 
     // bob reacts to alice's first message; alice edits it, then deletes it: both sides see each step.
     const first = (side: Page) => side.locator('[data-testid="message"]', { hasText: 'hello' }).first()
@@ -148,6 +171,13 @@ describe('web client in Chromium', () => {
     await first(alice).getByRole('button', { name: 'Delete' }).click()
     await bob.locator('[data-testid="deleted"]').first().waitFor({ timeout: 15_000 })
     expect(await bob.locator('[data-testid="message"]', { hasText: 'hello bob' }).count()).toBe(0)
+
+    // bob opens the room again (reading it to the end) and starts typing: alice sees both.
+    await bob.getByRole('button', { name: 'Direct message' }).click()
+    await expectText(alice, '[data-testid="seen-by"]', `@bob:${GLOBEX}`)
+    await bob.locator('textarea[name="message"]').pressSequentially('typing away')
+    await expectText(alice, '[data-testid="typing"]', `@bob:${GLOBEX} typing`)
+    await bob.locator('textarea[name="message"]').fill('')
 
     // Hostile markdown arrives as inert text: no element with a handler, no javascript: link.
     await say(bob, '<img src=x onerror="window.__pwned=1"> [click](javascript:window.__pwned=2)')

@@ -30,6 +30,10 @@ export class Chat {
   pending = $state<OutboxEntry[]>([])
   /** Sends refused for good, by txn id. */
   failed = $state<Record<string, string>>({})
+  /** Who is typing in each room (others only). */
+  typing = $state<Record<string, string[]>>({})
+  /** Each room's read receipts: user -> seq read up to. */
+  receipts = $state<Record<string, Record<string, number>>>({})
 
   #client: ParleyClient | null = null
   #roomsTimer: ReturnType<typeof setTimeout> | null = null
@@ -68,6 +72,12 @@ export class Chat {
       refreshPending()
     })
     client.on('session_ended', () => void this.signOut())
+    client.on('typing', ({ room, user_ids }) => {
+      this.typing = { ...this.typing, [room]: user_ids.filter((u) => u !== this.me) }
+    })
+    client.on('receipt', ({ room, user_id, seq }) => {
+      this.receipts = { ...this.receipts, [room]: { ...this.receipts[room], [user_id]: seq } }
+    })
     await this.#refreshPending()
     await this.refreshRooms()
     void client.connect()
@@ -80,6 +90,9 @@ export class Chat {
       this.timelines = { ...this.timelines, [event.room]: next }
     }
     if (event.type === 'm.member' || live) this.#scheduleRooms()
+    // Reading the room on screen as it happens: tell the others (their "seen by").
+    if (live && event.room === this.selected && event.sender !== this.me && document.hasFocus())
+      this.#client?.receipt(event.room, event.event_id)
     if (live && event.type === 'm.message' && event.sender !== this.me && event.room !== this.selected) {
       const room = this.rooms.find((r) => r.room_id === event.room)
       if (room?.kind === 'dm') this.desktop.notify(event.sender, String(event.content.body ?? ''))
@@ -172,6 +185,16 @@ export class Chat {
     const sending = this.#client.send(room, type, content)
     await this.#refreshPending()
     await sending.catch(() => {}) // failures arrive as send_failed
+  }
+
+  #typingSent = 0
+
+  /** The user is typing in a room: tell the others, at most every few seconds. */
+  typingIn(room: string, typing: boolean): void {
+    const now = Date.now()
+    if (typing && now - this.#typingSent < 3000) return
+    this.#typingSent = typing ? now : 0
+    this.#client?.typing(room, typing)
   }
 
   /** The unsent text of a room's composer (kept across room switches and reloads). */

@@ -39,6 +39,8 @@ const en = {
   'message.edited': '(edited)',
   'message.replyingTo': 'Replying to {user}',
   'message.reactions': '{key} by {users}',
+  'timeline.seenBy': 'Seen by {users}',
+  'timeline.typing': '{users} typing…',
   'composer.editing': 'Editing your message',
   'composer.cancel': 'Cancel',
   'composer.placeholder': 'Message {room}',
