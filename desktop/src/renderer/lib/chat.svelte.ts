@@ -221,6 +221,24 @@ export class Chat {
     return room
   }
 
+  async invite(room: string, userId: string): Promise<void> {
+    await this.#client!.api.invite(room, userId)
+  }
+
+  async leave(room: string): Promise<void> {
+    await this.#client!.api.leave(room)
+    if (this.selected === room) this.selected = null
+    await this.refreshRooms()
+  }
+
+  async kick(room: string, userId: string): Promise<void> {
+    await this.#client!.api.kick(room, userId)
+  }
+
+  async members(room: string) {
+    return this.#client!.api.members(room)
+  }
+
   async join(room: string): Promise<void> {
     await this.#client!.api.join(room)
     await this.refreshRooms()
