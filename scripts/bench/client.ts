@@ -83,6 +83,13 @@ function digitsAt(buf: Buffer, pos: number): number {
   return i === pos ? -1 : n
 }
 
+/** Index just past the decimal digits at `pos`. */
+function digitsEnd(buf: Buffer, pos: number): number {
+  let i = pos
+  while (i < buf.length && buf[i]! >= 48 && buf[i]! <= 57) i++
+  return i
+}
+
 function startsWith(buf: Buffer, prefix: Buffer): boolean {
   return buf.length >= prefix.length && buf.compare(prefix, 0, prefix.length, 0, prefix.length) === 0
 }
@@ -93,11 +100,18 @@ function record(value: unknown): Record<string, unknown> | null {
     : null
 }
 
-/** Message number of a bench body (`"<n> xxx..."`), or -1. */
+/** Message number of a bench body (`"<n> xxx..."` or `"<n> <stamp> xxx..."`), or -1. */
 function messageOf(body: unknown): number {
   if (typeof body !== 'string') return -1
   const n = Number.parseInt(body, 10)
   return Number.isSafeInteger(n) && n >= 0 ? n : -1
+}
+
+/** Send stamp of a bench body (`"<n> <stamp> xxx..."`, microseconds), or -1. */
+function stampOf(body: unknown): number {
+  if (typeof body !== 'string') return -1
+  const m = /^\d+ (\d+)/.exec(body)
+  return m ? Number(m[1]) : -1
 }
 
 const ignore = () => {}
@@ -117,8 +131,11 @@ interface Waiter {
 }
 
 export class BenchSocket {
-  /** A bench message (`msg` >= 0) or any other event (`msg` = -1) arrived. */
-  onEvent: (msg: number, now: number) => void = ignore
+  /**
+   * A bench message (`msg` >= 0) or any other event (`msg` = -1) arrived; `stampUs` is the send time
+   * the sender wrote into the body ({@link sendStamped}, `performance.now()` in microseconds), or -1.
+   */
+  onEvent: (msg: number, now: number, stampUs: number) => void = ignore
   /** The server acknowledged message `msg` (its `txn_id`) after commit. */
   onAck: (msg: number, now: number) => void = ignore
   /** Error frames by errcode. */
@@ -194,6 +211,17 @@ export class BenchSocket {
     )
   }
 
+  /**
+   * Like {@link sendMessage}, with `stampUs` (a `performance.now()` time in microseconds) written into
+   * the body after the number: whoever receives the event in the same process times it from there.
+   */
+  sendStamped(roomJson: string, msg: number, stampUs: number): void {
+    const head = `${msg} ${stampUs}`
+    this.ws.send(
+      `{"type":"send","txn_id":"${msg}","room":${roomJson},"event_type":"m.message","content":{"body":"${head}${PAD.slice(0, Math.max(1, 256 - head.length))}"}}`,
+    )
+  }
+
   close(): void {
     this.#closing = true
     openSockets.delete(this)
@@ -227,7 +255,11 @@ export class BenchSocket {
     const now = performance.now()
     if (startsWith(data, EVENT_PREFIX)) {
       const at = data.indexOf(BODY_KEY)
-      return this.onEvent(at < 0 ? -1 : digitsAt(data, at + BODY_KEY.length), now)
+      if (at < 0) return this.onEvent(-1, now, -1)
+      const start = at + BODY_KEY.length
+      const end = digitsEnd(data, start)
+      const stamp = end > start && data[end] === 32 ? digitsAt(data, end + 1) : -1
+      return this.onEvent(digitsAt(data, start), now, stamp)
     }
     if (startsWith(data, SENT_PREFIX)) {
       const msg = digitsAt(data, SENT_PREFIX.length)
@@ -242,8 +274,10 @@ export class BenchSocket {
     }
     if (!frame || typeof frame.type !== 'string') return bump(this.errors, 'unparseable frame')
     switch (frame.type) {
-      case 'event':
-        return this.onEvent(messageOf(record(record(frame.event)?.content)?.body), now)
+      case 'event': {
+        const body = record(record(frame.event)?.content)?.body
+        return this.onEvent(messageOf(body), now, stampOf(body))
+      }
       case 'sent':
         return this.onAck(messageOf(frame.txn_id), now)
       case 'error': {

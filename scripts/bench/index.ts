@@ -6,6 +6,7 @@
  * processes, reads /proc and talks to the server's inspector while the workers measure). Every
  * scenario gets a fresh temp data dir and a fresh server; clients use real sockets on 127.0.0.1.
  * Results go to stdout as a table and to bench-results/<date>.json. See docs/benchmarks.md.
+ * The federation scenarios (federation.ts) start two servers instead, acme on core 0 and globex on core 1.
  */
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
 import { execFileSync } from 'node:child_process'
@@ -14,18 +15,18 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import type {
-  LatencyResult,
-  LoadMethods,
-  OpenLoopResult,
-  Pair,
-  PipelineResult,
-  Problems,
-  RoomFixture,
-} from './load.ts'
+import type { LatencyResult, LoadMethods, OpenLoopResult, Pair, PipelineResult, RoomFixture } from './load.ts'
 import { cleanupNow, fdLimit, hasTaskset, pinSelf, removeDir, statusKiB, trackDir } from './procs.ts'
+import {
+  federationLatency,
+  federationThroughput,
+  FEDERATION_FULL,
+  FEDERATION_QUICK,
+  FEDERATION_SCENARIOS,
+} from './federation.ts'
 import { LoadWorker, type Params, type Result } from './rpc.ts'
 import { benchConfig, Homeserver, type SyncMode } from './server.ts'
+import { cpuPerUnitUs, fmt, ms, problemNotes, type Row, type ScenarioReport } from './report.ts'
 import { Latency, type LatencySummary } from './stats.ts'
 import { Window, type WindowStats } from './window.ts'
 
@@ -35,7 +36,15 @@ const LOAD_CORE = 1
 
 // ---- options ----
 
-const SCENARIOS = ['latency', 'open-loop', 'throughput', 'fanout-100', 'fanout-1000', 'connections'] as const
+const SCENARIOS = [
+  'latency',
+  'open-loop',
+  'throughput',
+  'fanout-100',
+  'fanout-1000',
+  'connections',
+  ...FEDERATION_SCENARIOS,
+] as const
 type ScenarioName = (typeof SCENARIOS)[number]
 
 interface Options {
@@ -58,7 +67,7 @@ function options(): Options {
   })
   if (values.help) {
     console.log(
-      `usage: npm run bench -- [--quick] [--only ${SCENARIOS.join('|')}|fanout[,...]] [--sync FULL|NORMAL] [--profile]`,
+      `usage: npm run bench -- [--quick] [--only ${SCENARIOS.join('|')}|fanout|federation[,...]] [--sync FULL|NORMAL] [--profile]`,
     )
     process.exit(0)
   }
@@ -86,6 +95,7 @@ const FULL_SIZES = {
   throughput: { inFlight: 100, warmupMs: 1000, durationMs: 5000, parallel: 4 },
   fanout: { inFlight: 10, warmupMs: 1000, durationMs: 5000 },
   connections: { count: 10_000, users: 1000 },
+  federation: FEDERATION_FULL,
 }
 const QUICK_SIZES: typeof FULL_SIZES = {
   latency: { warmup: 100, count: 300, maxMs: 10_000 },
@@ -93,45 +103,7 @@ const QUICK_SIZES: typeof FULL_SIZES = {
   throughput: { inFlight: 100, warmupMs: 300, durationMs: 1500, parallel: 4 },
   fanout: { inFlight: 10, warmupMs: 300, durationMs: 1500 },
   connections: { count: 1000, users: 50 },
-}
-
-// ---- results ----
-
-interface Row {
-  readonly scenario: string
-  readonly result: string
-  readonly latency: LatencySummary | null
-  readonly window: WindowStats
-  /** Server CPU per message (us). */
-  readonly cpuPerMsgUs: number | null
-  readonly notes: string
-}
-
-/** Figures the targets are checked against. */
-interface Headline {
-  latencyP50Ms?: number
-  latencyP99Ms?: number
-  msgPerS?: number
-  deliveriesPerS?: number
-  rssPerConnKB?: number
-}
-
-interface ScenarioReport {
-  readonly rows: Row[]
-  readonly headline: Headline
-  readonly data: Record<string, unknown>
-}
-
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
-const ms = (n: number | undefined) => (n === undefined ? '-' : n < 10 ? n.toFixed(3) : n.toFixed(1))
-
-function problemNotes(p: Problems & { undelivered?: number; unacked?: number }): string[] {
-  const notes: string[] = []
-  for (const [code, n] of Object.entries(p.errors)) notes.push(`${n} x ${code}`)
-  for (const [code, n] of Object.entries(p.closes)) notes.push(`${n} closed ${code}`)
-  if (p.undelivered) notes.push(`${p.undelivered} undelivered`)
-  if (p.unacked) notes.push(`${p.unacked} unacked`)
-  return notes
+  federation: FEDERATION_QUICK,
 }
 
 // ---- the harness ----
@@ -448,15 +420,6 @@ class Bench {
   }
 }
 
-/**
- * Server CPU per message. The CPU window (orchestrator) and the counting window (worker) differ by
- * the IPC hops of the marks, so the CPU rate is applied to the worker's window.
- */
-function cpuPerUnitUs(window: WindowStats, countedMs: number, count: number): number | null {
-  if (count <= 0 || window.wallMs <= 0) return null
-  return (window.serverCpuMs * (countedMs / window.wallMs) * 1000) / count
-}
-
 function pipelineRow(scenario: string, r: PipelineResult, window: WindowStats): Row {
   const perS = (n: number) => (n * 1000) / r.windowMs
   const fanout = r.recipients > r.senders
@@ -575,12 +538,20 @@ function targets(reports: Partial<Record<ScenarioName, ScenarioReport>>): Target
   const msgPerS = reports.throughput?.headline.msgPerS
   const deliveries = reports['fanout-100']?.headline.deliveriesPerS
   const conn = reports.connections?.headline.rssPerConnKB
+  const fed = reports['federation-latency']?.headline
+  const crossOverSame =
+    fed?.crossServerP50Ms !== undefined && fed.sameServerP50Ms
+      ? fed.crossServerP50Ms / fed.sameServerP50Ms
+      : null
+  const link = reports['federation-throughput']?.headline.linkEventsPerS
   return [
     t('latency one at a time, p50', '<= 0.3', 'ms', lat?.latencyP50Ms ?? null, (v) => v <= 0.3),
     t('latency one at a time, p99', '<= 3', 'ms', lat?.latencyP99Ms ?? null, (v) => v <= 3),
     t('durable msg/s, 1 device, 100 in flight', '>= 15,000', 'msg/s', msgPerS ?? null, (v) => v >= 15_000),
     t('deliveries/s, 100-member room', '>= 60,000', '/s', deliveries ?? null, (v) => v >= 60_000),
     t('server memory per idle connection (RSS)', '<= 15', 'KB', conn ?? null, (v) => v <= 15),
+    t('cross-server p50 / same-server p50', '< 2', 'x', crossOverSame, (v) => v < 2),
+    t('events/s over one federation link', '>= 10,000', '/s', link ?? null, (v) => v >= 10_000),
   ]
 }
 
@@ -640,7 +611,11 @@ async function main(): Promise<number> {
                   ? await bench.fanout(100)
                   : name === 'fanout-1000'
                     ? await bench.fanout(1000)
-                    : await bench.connections()
+                    : name === 'connections'
+                      ? await bench.connections()
+                      : name === 'federation-latency'
+                        ? await federationLatency(bench, bench.sizes.federation.latency)
+                        : await federationThroughput(bench, bench.sizes.federation.throughput)
         reports[name] = report
         rows.push(...report.rows)
         const logged = report.data.logProblems
@@ -661,7 +636,10 @@ async function main(): Promise<number> {
 
   console.log(`\n${table(rows)}`)
   console.log(
-    '\nLatency columns: send written -> receiver got the event (fan-out: every delivery); open loop from the scheduled send time.',
+    '\nLatency columns: send written -> receiver got the event (fan-out: every delivery); open loop from the scheduled send time;',
+  )
+  console.log(
+    'fed: from the send time stamped in the body; the srv columns are acme (the owner), globex is in the notes.',
   )
   console.log(
     'srv/load CPU: % of one core over the measured window (sys: kernel part); ELD: server event-loop delay p99 (10 ms sampling);',

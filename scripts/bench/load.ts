@@ -16,6 +16,7 @@ import {
   type Account,
   type BenchSocket,
 } from './client.ts'
+import { federationMethods } from './federation-load.ts'
 import { mark } from './rpc.ts'
 import { Latency, mergeCounts, type Counts, type LatencySummary } from './stats.ts'
 
@@ -460,6 +461,7 @@ export const methods = {
   runFanout,
   openIdle,
   closeIdle,
+  ...federationMethods,
 }
 
 export type LoadMethods = typeof methods

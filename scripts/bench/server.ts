@@ -23,6 +23,15 @@ const OPTIONAL_LIMITS: Record<string, number> = {
   registrationIpRefillMs: 1,
   loginAttemptsPerIp: 1_000_000,
   loginIpRefillMs: 1,
+  // The federation catch-up polls a replica's room list every 20 ms.
+  restBurst: 1_000_000,
+  restRequestsPerSecond: 1_000_000,
+}
+
+/** Federation limits that only some versions know (config `federation`). */
+const OPTIONAL_FEDERATION_LIMITS: Record<string, number> = {
+  framesPerSecond: 1e6,
+  frameBurst: 1e6,
 }
 
 /** The homeserver configuration every scenario uses: cheap argon2, limits out of the way. */
@@ -51,7 +60,22 @@ export function benchConfig(sync: SyncMode): Record<string, unknown> {
   for (const [key, value] of Object.entries(OPTIONAL_LIMITS)) {
     if (accepts({ ...limits, [key]: value })) limits[key] = value
   }
-  return config
+  // The per-peer frame rate of a federation link, out of the way like the per-device limits.
+  const federation: Record<string, number> = {}
+  for (const [key, value] of Object.entries(OPTIONAL_FEDERATION_LIMITS)) {
+    try {
+      parseConfig({
+        ...config,
+        federation: { ...federation, [key]: value },
+        serverName: 'b.localhost',
+        dataDir: '.',
+      })
+      federation[key] = value
+    } catch {
+      // this version has no such limit
+    }
+  }
+  return Object.keys(federation).length > 0 ? { ...config, federation } : config
 }
 
 /** Last lines of a stream, for error messages, and how many were warnings or errors. */
@@ -100,32 +124,47 @@ export class Homeserver {
     return this.out.problems + this.err.problems
   }
 
-  /** Starts `parley-homeserver start` on a free port with `dataDir`, pinned to `core`. */
+  /**
+   * Starts `parley-homeserver start` with `dataDir`, pinned to `core`: `bench.localhost` on a free
+   * port unless told otherwise (federation: a name, a port its peers know in advance, `--peer`s).
+   */
   static async start(options: {
     dataDir: string
     sync: SyncMode
     core: number | null
     inspect: boolean
     timeoutMs?: number
+    serverName?: string
+    port?: number
+    peers?: Readonly<Record<string, string>>
+    /** Merged into the configuration's `federation` section. */
+    federation?: Readonly<Record<string, unknown>>
   }): Promise<Homeserver> {
     const { dataDir } = options
+    const peers = Object.entries(options.peers ?? {}).flatMap(([name, url]) => ['--peer', `${name}=${url}`])
     const configPath = join(dataDir, 'bench-config.json')
-    await writeFile(configPath, JSON.stringify(benchConfig(options.sync)))
+    const config = benchConfig(options.sync)
+    if (options.federation) {
+      const base = (config.federation ?? {}) as Record<string, unknown>
+      config.federation = { ...base, ...options.federation }
+    }
+    await writeFile(configPath, JSON.stringify(config))
     const node = [process.execPath, ...(options.inspect ? ['--inspect=127.0.0.1:0'] : [])]
     const cmd = pinned(options.core, [
       ...node,
       BIN,
       'start',
       '--server-name',
-      'bench.localhost',
+      options.serverName ?? 'bench.localhost',
       '--host',
       '127.0.0.1',
       '--port',
-      '0',
+      String(options.port ?? 0),
       '--data-dir',
       dataDir,
       '--config',
       configPath,
+      ...peers,
     ])
     const child = spawn('sh', raiseFdLimit(cmd), { stdio: ['ignore', 'pipe', 'pipe'] })
     track(child)
