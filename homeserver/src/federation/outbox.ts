@@ -204,10 +204,15 @@ export class Outbox implements RemoteRooms {
     const flight = this.#flights.get(owner)
     if (!flight) return // the link is up but its start (linkUp) has not run yet
     while (flight.count < WINDOW) {
-      const rows = repos.replication.outboxPending(owner, flight.afterId, WINDOW - flight.count)
+      // Durable rows only (committed is not enough): the job of a newer row pumps again once it is.
+      const rows = repos.replication.outboxPending(
+        owner,
+        flight.afterId,
+        this.#durableId,
+        WINDOW - flight.count,
+      )
       if (rows.length === 0) return
       for (const row of rows) {
-        if (row.id > this.#durableId) return // committed, not yet durable: its job pumps again
         const { intent, ...header } = JSON.parse(row.header) as JsonObject & { intent?: string }
         const frame: JsonObject = {
           type: 'submit',

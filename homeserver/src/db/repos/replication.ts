@@ -44,7 +44,7 @@ export class ReplicationRepo {
   >
   readonly #outboxByTxn: Statement<[string, string], OutboxRow>
   readonly #outboxByEvent: Statement<[string], OutboxRow>
-  readonly #outboxPending: Statement<[string, number, number], OutboxRow>
+  readonly #outboxPending: Statement<[string, number, number, number], OutboxRow>
   readonly #outboxOwners: Statement<[], { owner: string }>
   readonly #outboxMaxId: Statement<[], { m: number | null }>
   readonly #outboxSettle: Statement<[string, number | null, string | null, string | null, string]>
@@ -74,7 +74,7 @@ export class ReplicationRepo {
     this.#outboxByTxn = db.prepare('SELECT * FROM outbox WHERE device_id = ? AND txn_id = ?')
     this.#outboxByEvent = db.prepare('SELECT * FROM outbox WHERE event_id = ?')
     this.#outboxPending = db.prepare(
-      `SELECT * FROM outbox WHERE owner = ? AND state = 'pending' AND id > ? ORDER BY id LIMIT ?`,
+      `SELECT * FROM outbox WHERE owner = ? AND state = 'pending' AND id > ? AND id <= ? ORDER BY id LIMIT ?`,
     )
     this.#outboxOwners = db.prepare(`SELECT DISTINCT owner FROM outbox WHERE state = 'pending'`)
     this.#outboxMaxId = db.prepare('SELECT MAX(id) AS m FROM outbox')
@@ -140,9 +140,9 @@ export class ReplicationRepo {
   outboxByEvent(eventId: string): OutboxRow | undefined {
     return this.#outboxByEvent.get(eventId)
   }
-  /** Pending submissions to `owner` after row id `afterId`, oldest first. */
-  outboxPending(owner: string, afterId: number, limit: number): OutboxRow[] {
-    return this.#outboxPending.all(owner, afterId, limit)
+  /** Pending submissions to `owner` with `afterId` < id <= `maxId`, oldest first. */
+  outboxPending(owner: string, afterId: number, maxId: number, limit: number): OutboxRow[] {
+    return this.#outboxPending.all(owner, afterId, maxId, limit)
   }
   /** The newest outbox id (0 if none). */
   outboxMaxId(): number {
