@@ -72,6 +72,8 @@ describe('federated rooms', () => {
 
     const joined = await http(globex, 'POST', roomPath(room, '/join'), undefined, bob.access_token)
     expect(joined.status).toBe(200)
+    // Read-your-writes: the answer comes once bob's own server holds the join, not just the owner.
+    expect(globex.services.repos.memberships.get(room, bob.user_id)?.membership).toBe('join')
 
     const aliceSock = track(await connect(acme, alice))
     const toBob = nextEvent(bobSock, room, 'hi bob')

@@ -37,6 +37,8 @@ const RETRY_LATER: ReadonlySet<string> = new Set([
   'P_UNKNOWN',
   'P_LIMIT_EXCEEDED',
 ])
+/** How long a REST change waits for our replica to apply it after the owner's answer. */
+const APPLY_WAIT_MS = 5000
 /** How long after a "not now" a submission goes again. */
 const RETRY_MS = 5000
 /** SUBMITs in flight per owner. */
@@ -71,6 +73,8 @@ export class Outbox implements RemoteRooms {
   readonly #o: OutboxOptions
   readonly #flights = new Map<string, Flight>()
   readonly #waiters = new Map<string, Waiter>()
+  /** REST changes acknowledged by the owner, waiting to be applied by our replica. */
+  readonly #applied = new Map<string, () => void>()
   /**
    * Highest outbox id known durable: a row is committed a moment before its fsync ends, and nothing
    * may leave before it is durable (a crash would forget a submission the owner already sequenced).
@@ -80,6 +84,35 @@ export class Outbox implements RemoteRooms {
   constructor(options: OutboxOptions) {
     this.#o = options
     this.#durableId = options.repos.replication.outboxMaxId()
+  }
+
+  /**
+   * Read-your-writes for REST changes (join, leave, ...): answer once our replica has the event too,
+   * so what the user does next (type, send, open the room) already sees it. The owner's EVENTS frame
+   * precedes its SUBMIT_ACK on the link, so this is a short wait; a bounded one all the same.
+   */
+  #whenApplied(result: RemoteResult, waiter: Waiter): void {
+    if (this.#o.repos.events.get(result.event_id)) return waiter.resolve(result)
+    const timer = setTimeout(() => {
+      this.#applied.delete(result.event_id)
+      waiter.resolve(result)
+    }, APPLY_WAIT_MS)
+    timer.unref()
+    this.#applied.set(result.event_id, () => {
+      clearTimeout(timer)
+      waiter.resolve(result)
+    })
+  }
+
+  /** Replicated events became visible here (sequencer delivery). */
+  applied(eventIds: Iterable<string>): void {
+    if (this.#applied.size === 0) return
+    for (const id of eventIds) {
+      const done = this.#applied.get(id)
+      if (!done) continue
+      this.#applied.delete(id)
+      done()
+    }
   }
 
   /** Housekeeping: forgets submissions answered more than a week ago. */
@@ -274,7 +307,7 @@ export class Outbox implements RemoteRooms {
       const waiter = this.#waiters.get(frame.event_id)
       this.#waiters.delete(frame.event_id)
       if (waiter) {
-        if (result) waiter.resolve(result)
+        if (result) this.#whenApplied(result, waiter)
         else waiter.reject(error)
       }
     }

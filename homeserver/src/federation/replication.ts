@@ -89,7 +89,10 @@ export class Replication implements EphemeralRelay {
     })
     this.outbox = new Outbox({ ...options, fault })
     this.toDevice = new FederatedToDevice({ ...options, fault })
-    options.sequencer.onCommit((events) => this.owner.committed(events))
+    options.sequencer.onCommit((events) => {
+      this.owner.committed(events)
+      this.outbox.applied(events.map((e) => e.event_id))
+    })
     options.links.on('link up', (link) => {
       const peer = link.peer
       this.owner.linkUp(peer)
