@@ -17,7 +17,7 @@ import {
   type ErrorCode,
   type JsonObject,
 } from '@parley/protocol'
-import type { SubmitAckFrame } from '@parley/protocol/federation'
+import { SubmitFrame, type SubmitAckFrame } from '@parley/protocol/federation'
 import type { Signer } from '@parley/protocol/signing'
 import type { Clock } from '../clock.ts'
 import type { OutboxRow, Repos } from '../db/repos/index.ts'
@@ -246,15 +246,17 @@ export class Outbox implements RemoteRooms {
       )
       if (rows.length === 0) return
       for (const row of rows) {
-        const { intent, ...header } = JSON.parse(row.header) as JsonObject & { intent?: string }
-        const frame: JsonObject = {
-          type: 'submit',
-          header,
-          content: JSON.parse(row.content) as JsonObject,
-          origin_sig: { kid: row.origin_kid, sig: row.origin_sig },
+        const frame = submitFrameOf(row)
+        if (!frame) {
+          // Unreadable (a damaged row): it can never be sent; say so once and settle it as refused.
+          this.#o.log.error({ owner, event_id: row.event_id }, 'outbox row unreadable: dropped')
+          repos.replication.outboxSettle(row.event_id, {
+            errcode: 'P_UNKNOWN',
+            error: 'unreadable outbox row',
+          })
+          continue
         }
-        if (intent !== undefined) frame.intent = intent
-        if (!links.send(owner, frame)) return
+        if (!links.send(owner, frame as unknown as JsonObject)) return
         flight.afterId = row.id
         flight.count++
       }
@@ -290,7 +292,7 @@ export class Outbox implements RemoteRooms {
     }
     const answer = 'seq' in frame ? { seq: frame.seq } : { errcode: frame.errcode, error: frame.error }
     if (repos.replication.outboxSettle(frame.event_id, answer)) {
-      const sender = (JSON.parse(row.header) as { sender: string }).sender
+      const sender = submitFrameOf(row)?.header.sender ?? ''
       const result = 'seq' in frame ? { event_id: frame.event_id, seq: frame.seq } : null
       const error = 'seq' in frame ? null : remoteError(frame.errcode, frame.error)
       if (row.device_id !== '') {
@@ -313,6 +315,28 @@ export class Outbox implements RemoteRooms {
     }
     this.pump(peer)
   }
+}
+
+/** The SUBMIT frame of a stored row, read back through its schema (a stored row is input too). */
+function submitFrameOf(row: OutboxRow): SubmitFrame | null {
+  let stored: unknown
+  let content: unknown
+  try {
+    stored = JSON.parse(row.header)
+    content = JSON.parse(row.content)
+  } catch {
+    return null
+  }
+  const { intent, ...header } = (stored ?? {}) as Record<string, unknown>
+  const frame: Record<string, unknown> = {
+    type: 'submit',
+    header,
+    content,
+    origin_sig: { kid: row.origin_kid, sig: row.origin_sig },
+  }
+  if (intent !== undefined) frame.intent = intent
+  const parsed = SubmitFrame.safeParse(frame)
+  return parsed.success ? parsed.data : null
 }
 
 function answerKnown(row: OutboxRow, callbacks: RemoteSendCallbacks): void {
