@@ -180,9 +180,16 @@ describe('query plans (every hot query uses an index)', () => {
       /SEARCH e USING INDEX events_by_room_stream \(room_id=\? AND stream_pos>\? AND stream_pos<\?\)/,
     ],
     [
-      'unread count',
-      "SELECT COUNT(*) FROM events WHERE room_id = 'r' AND seq > 1 AND type = 'm.message'",
+      'unread count (only the unread part of the room, whatever its history)',
+      `SELECT COUNT(*) FROM events WHERE room_id = 'r' AND seq > 1 AND type = 'm.message'
+         AND sender != 'u' AND redacted_by IS NULL AND +stream_pos <= 9`,
       /SEARCH events USING INDEX .*\(room_id=\? AND seq>\?\)/,
+    ],
+    [
+      'last message of a room (walks back from the head, no sort)',
+      `SELECT * FROM events e WHERE e.room_id = 'r' AND e.type = 'm.message' AND e.stream_pos <= 9
+         ORDER BY e.stream_pos DESC LIMIT 1`,
+      /^SEARCH e USING INDEX events_by_room_stream \(room_id=\? AND stream_pos<\?\)$/,
     ],
     [
       'reactions of an event',
