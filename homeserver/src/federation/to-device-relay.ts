@@ -6,7 +6,7 @@
  */
 import type { JsonObject } from '@parley/protocol'
 import { parseUserId } from '@parley/protocol'
-import type { ToDeviceAckRelayFrame, ToDeviceRelayFrame } from '@parley/protocol/federation'
+import { ToDeviceRelayFrame, type ToDeviceAckRelayFrame } from '@parley/protocol/federation'
 import type { Clock } from '../clock.ts'
 import type { Repos } from '../db/repos/index.ts'
 import type { Logger } from '../logger.ts'
@@ -69,7 +69,17 @@ export class FederatedToDevice implements ToDeviceRelay {
       const rows = repos.toDevice.outboxFor(server, flight.afterId, WINDOW - flight.count)
       if (rows.length === 0) return
       for (const row of rows) {
-        if (!links.send(server, JSON.parse(row.frame) as JsonObject)) return
+        const frame = storedFrame(row.frame)
+        if (!frame) {
+          // Unreadable (a damaged row): it can never be sent; drop it rather than retry forever.
+          this.#o.log.error(
+            { server, message_id: row.message_id },
+            'to-device outbox row unreadable: dropped',
+          )
+          repos.toDevice.outboxDelete(server, row.message_id)
+          continue
+        }
+        if (!links.send(server, frame as unknown as JsonObject)) return
         flight.afterId = row.id
         flight.count++
       }
@@ -111,5 +121,15 @@ export class FederatedToDevice implements ToDeviceRelay {
     const flight = this.#flights.get(peer)
     if (flight && flight.count > 0) flight.count--
     this.flush(peer)
+  }
+}
+
+/** A stored to-device frame, read back through its schema (a stored row is input too). */
+function storedFrame(text: string): ToDeviceRelayFrame | null {
+  try {
+    const parsed = ToDeviceRelayFrame.safeParse(JSON.parse(text))
+    return parsed.success ? parsed.data : null
+  } catch {
+    return null
   }
 }

@@ -1,16 +1,18 @@
 /** Stored events in their federation form (docs/federation.md, "Event format"). */
-import { envelopeSigningBytes, toBase64Url, type JsonObject } from '@parley/protocol'
+import { envelopeSigningBytes, toBase64Url } from '@parley/protocol'
 import type { KeyedSignature, ReplicatedEvent } from '@parley/protocol/federation'
 import type { Signer } from '@parley/protocol/signing'
 import type { EventRow } from '../db/repos/index.ts'
-import { envelopeOf, headerOf } from '../services/event-log.ts'
+import { chainLinkOf, envelopeOf } from '../services/event-log.ts'
 
 /** One stored event as it travels between servers. */
 export function replicatedEventOf(row: EventRow): ReplicatedEvent {
+  // The same header, content and envelope a local verifier reads (event-log.ts).
+  const link = chainLinkOf(row)
   const item: ReplicatedEvent = {
-    header: headerOf(row) as ReplicatedEvent['header'],
-    content: row.content === null ? null : (JSON.parse(row.content) as JsonObject),
-    envelope: envelopeOf(row),
+    header: link.header as ReplicatedEvent['header'],
+    content: link.content,
+    envelope: link.envelope,
   }
   if (row.origin_kid !== null && row.origin_sig !== null)
     item.origin_sig = { kid: row.origin_kid, sig: row.origin_sig }
