@@ -4,118 +4,50 @@
  * markdown messages; hostile markdown renders inert (IN-4 subset); no console errors or CSP
  * violations. Screenshots of the main views go to desktop/test-artifacts/.
  */
-import { readFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
-import { fileURLToPath } from 'node:url'
-import { chromium, type Browser, type Page } from 'playwright-core'
-import { build } from 'vite'
+import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startFederation, type Federation } from '../../homeserver/test/support/federation.ts'
+import {
+  ARTIFACTS,
+  axeViolations,
+  buildWebClient,
+  expectText as expectTextOn,
+  launchChromium,
+  openPage,
+  say,
+  signUp,
+  type Recorded,
+} from './support/browser.ts'
 
 const ACME = 'acme.localhost'
 const GLOBEX = 'globex.localhost'
-const WEB = fileURLToPath(new URL('../dist/web', import.meta.url))
-const ARTIFACTS = fileURLToPath(new URL('../test-artifacts', import.meta.url))
-
-/** What the recording DesktopApi saw. */
-interface Recorded {
-  recorded: { notifications: Array<{ title: string; body: string }>; badge: number }
-}
 
 let fed: Federation
 let browser: Browser
+let web: Awaited<ReturnType<typeof buildWebClient>>
 const problems: string[] = []
 
 beforeAll(async () => {
-  await build({ configFile: fileURLToPath(new URL('../vite.config.ts', import.meta.url)), logLevel: 'warn' })
+  web = await buildWebClient()
   await mkdir(ARTIFACTS, { recursive: true })
-  fed = await startFederation([ACME, GLOBEX], () => ({ webClientDir: WEB }))
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  })
+  fed = await startFederation([ACME, GLOBEX], () => ({ webClientDir: web.dir }))
+  browser = await launchChromium()
 }, 120_000)
 
 afterAll(async () => {
   await browser?.close()
   await fed?.close()
+  await web?.remove()
 })
 
 /** A fresh browser profile on one server's web client, recording console errors and CSP reports. */
 async function open(server: string): Promise<Page> {
-  const context = await browser.newContext()
-  const page = await context.newPage()
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`${server} console: ${m.text()}`)
-  })
-  page.on('pageerror', (e) => problems.push(`${server} page error: ${e.message}`))
-  await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`)
-    })
-    // A recording DesktopApi, installed where the Electron preload would put the real one.
-    const recorded = { notifications: [] as Array<{ title: string; body: string }>, badge: 0 }
-    Object.assign(window, {
-      recorded,
-      parleyDesktop: {
-        platform: 'web',
-        notify: (title: string, body: string) => recorded.notifications.push({ title, body }),
-        setBadge: (count: number) => (recorded.badge = count),
-      },
-    })
-  })
-  await page.goto(fed.urls[server]!)
-  return page
+  return openPage(await browser.newContext(), fed.urls[server]!, problems, server)
 }
 
-const AXE = readFileSync(fileURLToPath(import.meta.resolve('axe-core/axe.min.js')), 'utf8')
-
-/** axe-core's serious and critical findings on the page as it is (injected over DevTools, not past the CSP). */
-async function axeViolations(page: Page): Promise<string[]> {
-  await page.evaluate(AXE)
-  const results = await page.evaluate(async () => {
-    const axe = (
-      window as unknown as {
-        axe: {
-          run(): Promise<{ violations: Array<{ id: string; impact: string | null; nodes: unknown[] }> }>
-        }
-      }
-    ).axe
-    return (await axe.run()).violations
-  })
-  return results
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id} (${v.impact}, ${v.nodes.length} nodes)`)
-}
-
-async function signUp(page: Page, username: string): Promise<void> {
-  await page.getByLabel('User name').fill(username)
-  await page.getByLabel('Password').fill('correct horse battery')
-  await page.getByRole('button', { name: 'Create account' }).click()
-  await expectText(page, '[data-testid="me"]', `@${username}:`)
-}
-
-async function expectText(page: Page, selector: string, text: string): Promise<void> {
-  try {
-    await page.locator(selector, { hasText: text }).first().waitFor({ timeout: 15_000 })
-  } catch (error) {
-    // What the page showed instead, for the failure report.
-    const shown = await page.locator('body').innerText()
-    throw new Error(`${String(error)}\npage showed:\n${shown}\nproblems: ${problems.join('\n')}`)
-  }
-}
-
-async function say(page: Page, text: string): Promise<void> {
-  const box = page.locator('textarea[name="message"]')
-  await box.fill(text)
-  await box.press('Enter')
+function expectText(page: Page, selector: string, text: string): Promise<void> {
+  return expectTextOn(page, selector, text, problems)
 }
 
 describe('web client in Chromium', () => {

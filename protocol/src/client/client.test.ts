@@ -407,6 +407,31 @@ describe('ParleyClient reconnection', () => {
     await expect(reconnecting).rejects.toBeInstanceOf(ClientClosedError)
   })
 
+  it('drops the connection when the platform reports the network gone and reconnects at once when it is back', async () => {
+    const ctx = await setup({ random: () => 0.999, backoff: { baseMs: 500, capMs: 30_000 } })
+    const ws = await online(ctx)
+    ctx.client.networkChanged(false)
+    expect(ws.closedWith).toBe(1000)
+    expect(ctx.client.status).toBe('offline')
+    // Reconnection attempts fail while offline: the backoff grows.
+    for (let attempt = 0; attempt < 4; attempt++) {
+      ctx.clock.advance(ctx.clock.pendingDelays().at(-1)!)
+      ;(await ctx.sockets.nextSocket()).serverClose(1006)
+    }
+    expect(ctx.clock.pendingDelays().at(-1)).toBeGreaterThan(7000)
+    const before = ctx.sockets.count
+    ctx.client.networkChanged(true)
+    await serveHandshake(ctx.sockets) // a new socket without advancing the clock
+    expect(ctx.sockets.count).toBe(before + 1)
+    // Online while connected changes nothing.
+    ctx.client.networkChanged(true)
+    expect(ctx.sockets.count).toBe(before + 1)
+    ctx.client.close()
+    // And nothing happens once closed.
+    ctx.client.networkChanged(true)
+    expect(ctx.sockets.count).toBe(before + 1)
+  })
+
   it('pings after 25 s without sending and drops a connection silent for 60 s', async () => {
     const ctx = await setup()
     const ws = await online(ctx)

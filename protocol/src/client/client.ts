@@ -354,6 +354,26 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   }
 
   /**
+   * What the platform knows about the network (a browser's `online` / `offline` events). Offline
+   * drops the connection at once (an emulated or real network loss may leave the socket looking
+   * open until the dead-connection timer fires) and shows `offline`; online reconnects now, from
+   * the base backoff delay, instead of at the end of the current delay. Sends keep queueing in the
+   * outbox either way.
+   */
+  networkChanged(online: boolean): void {
+    if (!this.#running) return
+    if (!online) {
+      if (this.#conn) this.#lost(this.#conn)
+      return
+    }
+    if (this.#conn !== null) return
+    this.#attempt = 0
+    this.#clearTimer(this.#reconnectTimer)
+    this.#reconnectTimer = undefined
+    this.#enqueue(() => this.#open())
+  }
+
+  /**
    * Stops: closes the socket and clears every timer. Sends still waiting reject with
    * {@link ClientClosedError} but stay in the outbox, so the next connection resends them.
    */

@@ -13,6 +13,17 @@ import {
 import type { ClientEvent, RoomSummary } from '@parley/protocol/schema'
 import type { DesktopApi } from './desktop-api.ts'
 
+/**
+ * What the app persists: the client library's store plus what it renders before the network answers
+ * (lib/cache/encrypted-store.ts on IndexedDB; an in-memory one where IndexedDB is unavailable).
+ */
+export interface AppStore extends ClientStore {
+  getRooms(): Promise<RoomSummary[] | null>
+  putRooms(rooms: readonly RoomSummary[]): Promise<void>
+  getTimeline(room: string): Promise<ClientEvent[] | null>
+  putTimeline(room: string, events: readonly ClientEvent[]): Promise<void>
+}
+
 /** Why something failed, in a sentence for the user. */
 export function reasonOf(error: unknown): string {
   if (error instanceof ApiError) return error.message
@@ -39,15 +50,21 @@ export class Chat {
   #roomsTimer: ReturnType<typeof setTimeout> | null = null
 
   constructor(
-    private readonly store: ClientStore,
+    private readonly store: AppStore,
     private readonly desktop: DesktopApi,
   ) {}
 
-  /** Picks up a stored session, if any. */
+  /**
+   * Picks up a stored session, if any, and shows the cached room list at once; the client then
+   * connects and catches up in the background (the app is usable before the network answers).
+   */
   async resume(): Promise<boolean> {
     const session = await this.store.getSession()
     if (!session) return false
-    await this.#start(new ParleyClient({ baseUrl: session.base_url, store: this.store, WebSocket }))
+    this.me = session.user_id
+    const cached = await this.store.getRooms()
+    if (cached && this.rooms.length === 0) this.rooms = cached
+    void this.#start(new ParleyClient({ baseUrl: session.base_url, store: this.store, WebSocket }))
     return true
   }
 
@@ -61,6 +78,7 @@ export class Chat {
 
   async #start(client: ParleyClient): Promise<void> {
     this.#client = client
+    this.#watchNetwork()
     this.me = (await this.store.getSession())?.user_id ?? null
     client.on('status', (s) => (this.status = s))
     client.on('event', ({ event, live }) => this.#onEvent(event, live))
@@ -81,6 +99,18 @@ export class Chat {
     await this.#refreshPending()
     await this.refreshRooms()
     void client.connect()
+    if (!navigator.onLine) client.networkChanged(false)
+  }
+
+  /** The browser's word on the network: drop the socket when it goes, reconnect when it is back. */
+  readonly #onNetwork = (event: Event) => this.#client?.networkChanged(event.type === 'online')
+  #networkWatched = false
+
+  #watchNetwork(): void {
+    if (this.#networkWatched) return
+    this.#networkWatched = true
+    window.addEventListener('online', this.#onNetwork)
+    window.addEventListener('offline', this.#onNetwork)
   }
 
   #onEvent(event: ClientEvent, live: boolean): void {
@@ -88,6 +118,7 @@ export class Chat {
     if (!list.some((e) => e.event_id === event.event_id)) {
       const next = [...list, event].sort((a, b) => a.seq - b.seq)
       this.timelines = { ...this.timelines, [event.room]: next }
+      this.#timelineChanged(event.room)
     }
     if (event.type === 'm.member' || live) this.#scheduleRooms()
     // Reading the room on screen as it happens: tell the others (their "seen by").
@@ -113,6 +144,7 @@ export class Chat {
     try {
       this.rooms = await this.#client.api.listRooms()
       this.desktop.setBadge(this.rooms.reduce((n, r) => n + r.unread, 0))
+      this.#cacheWrite(this.store.putRooms($state.snapshot(this.rooms)))
     } catch {
       // Offline: the list stays as it was and refreshes with the next event.
     }
@@ -124,6 +156,7 @@ export class Chat {
 
   select(room: string): void {
     this.selected = room
+    if (!this.timelines[room]) void this.#loadCachedTimeline(room)
     const last = this.timelines[room]?.at(-1)
     if (last) this.#client?.receipt(room, last.event_id)
     this.#scheduleRooms()
@@ -143,6 +176,7 @@ export class Chat {
       if (fresh.length === 0) return
       const next = [...(this.timelines[room] ?? []), ...fresh].sort((a, b) => a.seq - b.seq)
       this.timelines = { ...this.timelines, [room]: next }
+      this.#timelineChanged(room)
     } catch {
       // Not a member (yet) or offline: the timeline shows what sync brought.
     }
@@ -245,9 +279,59 @@ export class Chat {
     this.select(room)
   }
 
+  // ---- local cache of timelines ----
+
+  readonly #timelinesToCache = new Set<string>()
+  #timelineTimer: ReturnType<typeof setTimeout> | null = null
+  #cacheWrites = 0
+  /** False while cache writes are scheduled or running (shown as `data-cache` for tests and tools). */
+  cacheSaved = $state(true)
+
+  #cacheWrite(write: Promise<void>): void {
+    this.#cacheWrites++
+    this.cacheSaved = false
+    void write
+      .catch(() => {}) // a failed cache write only costs a refetch on the next start
+      .finally(() => {
+        this.#cacheWrites--
+        this.cacheSaved = this.#cacheWrites === 0 && this.#timelineTimer === null
+      })
+  }
+
+  /** A room's timeline changed: keep its tail for the next start (batched, at most once a second). */
+  #timelineChanged(room: string): void {
+    this.#timelinesToCache.add(room)
+    this.cacheSaved = false
+    this.#timelineTimer ??= setTimeout(() => {
+      this.#timelineTimer = null
+      const rooms = [...this.#timelinesToCache]
+      this.#timelinesToCache.clear()
+      for (const r of rooms) {
+        const events = this.timelines[r]
+        if (events) this.#cacheWrite(this.store.putTimeline(r, $state.snapshot(events).slice(-100)))
+      }
+      this.cacheSaved = this.#cacheWrites === 0
+    }, 1000)
+  }
+
+  /** Shows a room's cached events while its history loads (events already in memory win). */
+  async #loadCachedTimeline(room: string): Promise<void> {
+    const cached = await this.store.getTimeline(room)
+    if (!cached || cached.length === 0) return
+    const known = new Set((this.timelines[room] ?? []).map((e) => e.event_id))
+    const fresh = cached.filter((e) => !known.has(e.event_id))
+    if (fresh.length === 0) return
+    const next = [...(this.timelines[room] ?? []), ...fresh].sort((a, b) => a.seq - b.seq)
+    this.timelines = { ...this.timelines, [room]: next }
+  }
+
   async signOut(): Promise<void> {
     const client = this.#client
     this.#client = null
+    // Nothing of this account may reach the cache after it is cleared.
+    if (this.#timelineTimer) clearTimeout(this.#timelineTimer)
+    this.#timelineTimer = null
+    this.#timelinesToCache.clear()
     if (client) await client.logout().catch(() => client.close())
     await this.store.clear()
     this.me = null
