@@ -19,6 +19,7 @@ const RULES = [
   [/\.openExternal\((?![^)]*external)/, 'openExternal only with a URL checked by externalUrl()'],
   [/exposeInMainWorld\([^)]*ipcRenderer\s*[,)]/, 'never expose ipcRenderer itself'],
   [/\beval\(|new Function\(/, 'no eval'],
+  [/setUsePlainTextEncryption\(\s*true/, 'safeStorage must not fall back to a plain-text key'],
 ]
 const REQUIRED = [
   [/setWindowOpenHandler/, 'window.open must be handled (denied)'],
@@ -26,6 +27,8 @@ const REQUIRED = [
   [/setPermissionRequestHandler/, 'permission requests must be handled'],
   [/setPermissionCheckHandler/, 'permission checks must be handled'],
   [/requestSingleInstanceLock/, 'single-instance lock'],
+  [/isEncryptionAvailable\(\)/, 'the cache key needs safeStorage encryption'],
+  [/getSelectedStorageBackend\(\)/, 'no cache key on a basic_text (no keyring) backend'],
 ]
 let failed = 0
 // Files to check: the arguments (absolute or relative to desktop/), else the built main and preload.

@@ -1,18 +1,20 @@
 /**
  * The Electron shell's policies as plain modules (the binary cannot run here): window options,
- * navigation and external links, the app:// path guard, permissions, deep links, the IPC guard; and
- * the static check of the built main and preload, including that it catches a weakened build.
+ * navigation and external links, the app:// path guard, permissions, deep links and their inbox, the
+ * IPC guard; and the static check of the built main and preload (with the tray icons the build draws),
+ * including that it catches a weakened build. Tray, context menu, cache key and the preload's deep-link
+ * relay have their own test files next to their modules.
  */
 import { execFile } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile as readBytes, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
-import { IPC } from '../shared/desktop-api.ts'
+import { IPC, IPC_ARGS, IPC_EVENTS } from '../shared/desktop-api.ts'
 import { APP_CSP, resolveAppFile } from './app-protocol.ts'
-import { deepLinkFromArgv, parseDeepLink } from './deep-links.ts'
+import { deepLinkFromArgv, DeepLinkInbox, parseDeepLink } from './deep-links.ts'
 import { checkIpc } from './ipc-guard.ts'
 import { externalUrl, mayNavigate } from './navigation.ts'
 import { permissionAllowed } from './permissions.ts'
@@ -133,6 +135,30 @@ describe('deep links', () => {
       room: ROOM,
     })
   })
+
+  it('finds the link the OS launched the app with in argv, ignoring look-alikes', () => {
+    const link = `parley://invite/${encodeURIComponent(ROOM)}`
+    expect(deepLinkFromArgv(['C:\\Parley\\Parley.exe', link])).toEqual({ kind: 'invite', room: ROOM })
+    expect(deepLinkFromArgv(['/opt/Parley/parley', '--no-sandbox'])).toBeNull()
+    expect(deepLinkFromArgv(['/opt/Parley/parley', `--x=${link}`, 'parley://room/bad'])).toBeNull()
+  })
+
+  it('keeps links in the inbox until taken, oldest first, bounded, without repeats', () => {
+    const inbox = new DeepLinkInbox(3)
+    expect(inbox.take()).toEqual([])
+    const other = '!BBBBBBBBBBBBBBBBBBBBBB:globex.example'
+    inbox.push({ kind: 'room', room: ROOM })
+    inbox.push({ kind: 'room', room: ROOM })
+    inbox.push({ kind: 'invite', room: ROOM })
+    expect(inbox.size).toBe(2)
+    expect(inbox.take()).toEqual([
+      { kind: 'room', room: ROOM },
+      { kind: 'invite', room: ROOM },
+    ])
+    expect(inbox.take()).toEqual([])
+    for (const room of [ROOM, other, ROOM, other]) inbox.push({ kind: 'room', room })
+    expect(inbox.take().map((l) => l.room)).toEqual([other, ROOM, other])
+  })
 })
 
 describe('IPC guard', () => {
@@ -143,6 +169,12 @@ describe('IPC guard', () => {
       args: ['@bob:globex.example', 'hi'],
     })
     expect(checkIpc(IPC.setBadge, fromApp, [3])).toMatchObject({ ok: true })
+    expect(checkIpc(IPC.cacheKey, fromApp, [])).toEqual({ ok: true, args: [] })
+    expect(checkIpc(IPC.takeDeepLinks, fromApp, [])).toEqual({ ok: true, args: [] })
+  })
+  it('has a schema for every invoke channel, and event channels apart from them', () => {
+    expect(Object.keys(IPC_ARGS).sort()).toEqual(Object.values(IPC).sort())
+    for (const channel of Object.values(IPC_EVENTS)) expect(Object.values(IPC)).not.toContain(channel)
   })
   it('refuses other senders and malformed arguments', () => {
     expect(
@@ -159,6 +191,13 @@ describe('IPC guard', () => {
       expect(checkIpc(IPC.notify, fromApp, args).ok, JSON.stringify(args).slice(0, 40)).toBe(false)
     expect(checkIpc(IPC.setBadge, fromApp, [-1]).ok).toBe(false)
     expect(checkIpc(IPC.secretGet, fromApp, ['../etc/passwd']).ok).toBe(false)
+    for (const channel of [IPC.cacheKey, IPC.takeDeepLinks]) {
+      expect(checkIpc(channel, fromApp, ['extra']).ok, channel).toBe(false)
+      expect(checkIpc(channel, { senderFrame: { url: 'https://evil.example/', parent: null } }, []).ok).toBe(
+        false,
+      )
+      expect(checkIpc(channel, { senderFrame: { url: 'app://parley/', parent: {} } }, []).ok).toBe(false)
+    }
   })
 })
 
@@ -167,6 +206,16 @@ describe('static check of the built shell', () => {
     await run(process.execPath, [join(DESKTOP, 'scripts/build-shell.mjs')])
     const ok = await run(process.execPath, [join(DESKTOP, 'scripts/check-shell.mjs')])
     expect(ok.stdout).toContain('no findings')
+    // The tray icons: PNGs of the sizes tray-policy.ts expects (IHDR width and height at bytes 16-23).
+    for (const [file, size] of [
+      ['tray.png', 32],
+      ['trayTemplate.png', 16],
+      ['trayTemplate@2x.png', 32],
+    ] as const) {
+      const png = await readBytes(join(DESKTOP, 'dist/main/icons', file))
+      expect(png.subarray(0, 8).toString('hex'), file).toBe('89504e470d0a1a0a')
+      expect([png.readUInt32BE(16), png.readUInt32BE(20)], file).toEqual([size, size])
+    }
     const dir = await mkdtemp(join(tmpdir(), 'parley-shell-'))
     try {
       const bad = join(dir, 'main.cjs')
@@ -179,6 +228,17 @@ describe('static check of the built shell', () => {
       )
       expect(failed).toMatchObject({ code: 1 })
       expect((failed as { stderr: string }).stderr).toContain('nodeIntegration must stay off')
+      // A shell that would put the cache key on disk under a plain-text safeStorage key fails too.
+      await writeFile(
+        bad,
+        (await readBytes(join(DESKTOP, 'dist/main/main.cjs'), 'utf8')) +
+          '\nsafeStorage.setUsePlainTextEncryption(true)',
+      )
+      const plain = await run(process.execPath, [join(DESKTOP, 'scripts/check-shell.mjs'), bad]).catch(
+        (e: { code: number; stderr: string }) => e,
+      )
+      expect(plain).toMatchObject({ code: 1 })
+      expect((plain as { stderr: string }).stderr).toContain('plain-text key')
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
