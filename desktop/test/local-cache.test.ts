@@ -7,27 +7,22 @@
  */
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startFederation, type Federation } from '../../homeserver/test/support/federation.ts'
-import { buildWebClient, expectText, launchChromium, openPage, say, signUp } from './support/browser.ts'
+import type { Federation } from '../../homeserver/test/support/federation.ts'
+import { expectText, openPage, say, signUp, startWebSuite, type WebSuite } from './support/browser.ts'
 
 const ACME = 'acme.localhost'
 
+let suite: WebSuite
 let fed: Federation
 let browser: Browser
-let web: Awaited<ReturnType<typeof buildWebClient>>
 const problems: string[] = []
 
 beforeAll(async () => {
-  web = await buildWebClient()
-  fed = await startFederation([ACME], () => ({ webClientDir: web.dir }))
-  browser = await launchChromium()
+  suite = await startWebSuite([ACME])
+  ;({ fed, browser } = suite)
 }, 120_000)
 
-afterAll(async () => {
-  await browser?.close()
-  await fed?.close()
-  await web?.remove()
-})
+afterAll(() => suite?.close())
 
 /** Every record of the cache database as raw bytes: names and values (iv + ciphertext), base64. */
 async function rawRecords(page: Page): Promise<Array<{ name: string; bytes: string }>> {

@@ -7,39 +7,34 @@
 import { mkdir } from 'node:fs/promises'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startFederation, type Federation } from '../../homeserver/test/support/federation.ts'
+import type { Federation } from '../../homeserver/test/support/federation.ts'
 import {
   ARTIFACTS,
   axeViolations,
-  buildWebClient,
   expectText as expectTextOn,
-  launchChromium,
   openPage,
   say,
   signUp,
+  startWebSuite,
   type Recorded,
+  type WebSuite,
 } from './support/browser.ts'
 
 const ACME = 'acme.localhost'
 const GLOBEX = 'globex.localhost'
 
+let suite: WebSuite
 let fed: Federation
 let browser: Browser
-let web: Awaited<ReturnType<typeof buildWebClient>>
 const problems: string[] = []
 
 beforeAll(async () => {
-  web = await buildWebClient()
   await mkdir(ARTIFACTS, { recursive: true })
-  fed = await startFederation([ACME, GLOBEX], () => ({ webClientDir: web.dir }))
-  browser = await launchChromium()
+  suite = await startWebSuite([ACME, GLOBEX])
+  ;({ fed, browser } = suite)
 }, 120_000)
 
-afterAll(async () => {
-  await browser?.close()
-  await fed?.close()
-  await web?.remove()
-})
+afterAll(() => suite?.close())
 
 /** A fresh browser profile on one server's web client, recording console errors and CSP reports. */
 async function open(server: string): Promise<Page> {

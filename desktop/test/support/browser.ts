@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 import { build } from 'vite'
+import { startFederation, type Federation } from '../../../homeserver/test/support/federation.ts'
 
 export const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts', import.meta.url))
 
@@ -36,6 +37,29 @@ export function launchChromium(): Promise<Browser> {
       '--disable-sync',
     ],
   })
+}
+
+/** Homeservers serving a fresh build of the web client, and Chromium to drive it. */
+export interface WebSuite {
+  readonly fed: Federation
+  readonly browser: Browser
+  close(): Promise<void>
+}
+
+/** Starts {@link WebSuite}: one homeserver per name, federated, each serving the web client. */
+export async function startWebSuite(servers: readonly string[]): Promise<WebSuite> {
+  const web = await buildWebClient()
+  const fed = await startFederation([...servers], () => ({ webClientDir: web.dir }))
+  const browser = await launchChromium()
+  return {
+    fed,
+    browser,
+    async close() {
+      await browser.close()
+      await fed.close()
+      await web.remove()
+    },
+  }
 }
 
 /** What the recording DesktopApi saw (on `window.recorded`). */
