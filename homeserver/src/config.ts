@@ -103,6 +103,10 @@ const Federation = z.strictObject({
   /** Frames a peer may send per second on its link (sustained, and burst); over it, reads pause. */
   framesPerSecond: z.number().min(1).default(5000),
   frameBurst: z.number().int().min(1).default(20_000),
+  /** Media fetches from one peer at once (more wait, up to 8 times as many; beyond, 429). */
+  mediaFetchesPerPeer: z.number().int().min(1).default(4),
+  /** A media fetch fails (P_UNAVAILABLE) when the peer leaves one chunk request unanswered this long. */
+  mediaTimeoutMs: z.number().int().min(10).default(15_000),
   /** Redial backoff: full jitter, `backoffBaseMs` doubling per failure, capped at `backoffCapMs`. */
   backoffBaseMs: z.number().int().min(1).default(1000),
   backoffCapMs: z

@@ -151,4 +151,69 @@ describe('sync pages are bounded in bytes', () => {
       await small.stop()
     }
   })
+
+  it('GET /presence tells the status of people who share a room, offline for strangers; DMs name their peer', async () => {
+    const carl = await register(hs, 'carl')
+    const dina = await register(hs, 'dina')
+    const stranger = await register(hs, 'stranger')
+    const dm = await createRoom(hs, carl, { kind: 'dm', invite: [dina.user_id] })
+    await http(hs, 'POST', roomPath(dm, '/join'), {}, dina.access_token)
+    const d = await connect(hs, dina)
+    const s = await connect(hs, stranger)
+    const ask = (users: string[], token = carl.access_token) =>
+      http<{ presence: Record<string, string> }>(
+        hs,
+        'GET',
+        `/api/v1/presence?users=${users.join(',')}`,
+        undefined,
+        token,
+      )
+
+    expect((await ask([dina.user_id, stranger.user_id, carl.user_id])).body.presence).toEqual({
+      [dina.user_id]: 'online',
+      [stranger.user_id]: 'offline', // online, but shares no room with carl
+      [carl.user_id]: 'offline',
+    })
+    d.send({ type: 'presence', status: 'away' })
+    await expect.poll(async () => (await ask([dina.user_id])).body.presence[dina.user_id]).toBe('away')
+    d.close()
+    await expect.poll(async () => (await ask([dina.user_id])).body.presence[dina.user_id]).toBe('offline')
+
+    const list = await http<{ rooms: Array<{ room_id: string; dm_peer?: string }> }>(
+      hs,
+      'GET',
+      '/api/v1/rooms',
+      undefined,
+      carl.access_token,
+    )
+    expect(list.body.rooms.find((r) => r.room_id === dm)?.dm_peer).toBe(dina.user_id)
+    const group = await groupWith(hs, carl, [dina])
+    const again = await http<{ rooms: Array<{ room_id: string; dm_peer?: string }> }>(
+      hs,
+      'GET',
+      '/api/v1/rooms',
+      undefined,
+      dina.access_token,
+    )
+    expect(again.body.rooms.find((r) => r.room_id === dm)?.dm_peer).toBe(carl.user_id)
+    expect(again.body.rooms.find((r) => r.room_id === group)).not.toHaveProperty('dm_peer')
+
+    for (const bad of [
+      '',
+      'not-a-user',
+      Array.from({ length: 101 }, (_, i) => `@u${i}:x.example`).join(','),
+    ]) {
+      const res = await http(
+        hs,
+        'GET',
+        `/api/v1/presence?users=${encodeURIComponent(bad)}`,
+        undefined,
+        carl.access_token,
+      )
+      expect(res.status, bad.slice(0, 20)).toBe(400)
+      expect(res.body).toMatchObject({ errcode: 'P_BAD_REQUEST' })
+    }
+    expect((await http(hs, 'GET', `/api/v1/presence?users=${dina.user_id}`)).status).toBe(401)
+    s.close()
+  })
 })

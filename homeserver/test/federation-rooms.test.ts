@@ -171,6 +171,43 @@ describe('federated rooms', () => {
     }
   }, 60_000)
 
+  it('servers that start sharing a room learn who in it is online (presence is otherwise sent on change only)', async () => {
+    fed = await startFederation([ACME, GLOBEX])
+    const [a, b] = [fed.get(ACME), fed.get(GLOBEX)]
+    const alice = await register(a, 'alice')
+    const bob = await register(b, 'bob')
+    const carol = await register(a, 'carol') // online, but in no room with bob
+    track(await connect(a, alice))
+    track(await connect(a, carol))
+    const bobSock = track(await connect(b, bob))
+    const ask = (server: typeof a, token: string, users: string[]) =>
+      http<{ presence: Record<string, string> }>(
+        server,
+        'GET',
+        `/api/v1/presence?users=${users.join(',')}`,
+        undefined,
+        token,
+      )
+    expect((await ask(b, bob.access_token, [alice.user_id])).body.presence[alice.user_id]).toBe('offline')
+
+    const room = await createRoom(a, alice, { kind: 'dm', invite: [bob.user_id] })
+    await bobSock.next((f) => f.type === 'event' && f.room === room, 10_000)
+    expect((await http(b, 'POST', roomPath(room, '/join'), undefined, bob.access_token)).status).toBe(200)
+
+    await expect
+      .poll(async () => (await ask(b, bob.access_token, [alice.user_id])).body.presence[alice.user_id], {
+        timeout: 10_000,
+      })
+      .toBe('online')
+    await expect
+      .poll(async () => (await ask(a, alice.access_token, [bob.user_id])).body.presence[bob.user_id], {
+        timeout: 10_000,
+      })
+      .toBe('online')
+    // Only the room's members were announced: carol's status stayed on acme.
+    expect(b.services.ephemeral.presenceOf(carol.user_id)).toBe('offline')
+  }, 30_000)
+
   it('typing, read receipts and presence cross servers; a server cannot speak for the users of another', async () => {
     fed = await startFederation([ACME, GLOBEX])
     const [a, b] = [fed.get(ACME), fed.get(GLOBEX)]

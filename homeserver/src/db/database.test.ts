@@ -123,6 +123,35 @@ describe('migrations', () => {
     db.close()
   })
 
+  it('0005 records when media was uploaded (existing uploads: now) and adds a STRICT remote_media table', async () => {
+    const db = await migratedTo(4)
+    const room = '!AAAAAAAAAAAAAAAAAAAAAA:acme.example'
+    db.prepare(
+      `INSERT INTO events (stream_pos, room_id, seq, event_id, type, sender, origin_ts, v, origin, nonce,
+         content_hash, prev, owner_ts) VALUES (7, ?, 1, '$e', 'm.message', '@a:acme.example', 1, 1, 'acme.example', 'n', 'h', 'p', 1)`,
+    ).run(room)
+    db.prepare(
+      `INSERT INTO media (media_id, owner, room_id, sha256, size, content_type, filename, created_ts)
+       VALUES ('MMMMMMMMMMMMMMMMMMMMMM', '@a:acme.example', ?, 'h', 1, 'image/png', 'a.png', 1)`,
+    ).run(room)
+    migrate(db, MIGRATIONS.slice(0, 5))
+    expect(db.pragma('user_version', { simple: true })).toBe(5)
+    expect(db.prepare('SELECT media_id, stream_pos FROM media').all()).toEqual([
+      { media_id: 'MMMMMMMMMMMMMMMMMMMMMM', stream_pos: 7 },
+    ])
+    const table = tablesOf(db).find((t) => t.name === 'remote_media')!
+    expect(table.sql).toMatch(/STRICT/)
+    const insert = db.prepare(
+      `INSERT INTO remote_media (origin, media_id, room_id, sha256, size, content_type, filename, stream_pos, fetched_ts)
+       VALUES (?, 'MMMMMMMMMMMMMMMMMMMMMM', ?, 'h', 1, 'image/png', 'a.png', 0, 0)`,
+    )
+    // The same id from two servers is two media; twice from one server is one.
+    insert.run('beta.example', room)
+    insert.run('gamma.example', room)
+    expect(() => insert.run('beta.example', room)).toThrow(/UNIQUE/)
+    db.close()
+  })
+
   it('is idempotent: reopening runs nothing twice', async () => {
     const path = await freshPath()
     openDatabase(path).close()
@@ -212,6 +241,23 @@ describe('query plans (every hot query uses an index)', () => {
       'pinned key of a peer',
       "SELECT * FROM peer_keys WHERE server_name = 'b' AND kid = 'k'",
       /SEARCH peer_keys USING PRIMARY KEY \(server_name=\? AND kid=\?\)/,
+    ],
+    [
+      'a copy of remote media',
+      "SELECT * FROM remote_media WHERE origin = 'b' AND media_id = 'm'",
+      /SEARCH remote_media USING PRIMARY KEY \(origin=\? AND media_id=\?\)/,
+    ],
+    [
+      'media access of a peer server (members of one room only)',
+      `SELECT 1 AS one FROM memberships WHERE room_id = 'r' AND substr(user_id, -3) = ':b'
+         AND (membership = 'join' OR left_pos > 5) LIMIT 1`,
+      /^SEARCH memberships USING PRIMARY KEY \(room_id=\?\)$/,
+    ],
+    [
+      "a user shares a room with a server (the user's rooms, then their members)",
+      `SELECT 1 AS one FROM memberships me JOIN memberships them ON them.room_id = me.room_id
+       WHERE me.user_id = 'u' AND me.membership = 'join' AND substr(them.user_id, -3) = ':b' LIMIT 1`,
+      /SEARCH me USING (COVERING )?INDEX memberships_by_user \(user_id=\? AND membership=\?\).*SEARCH them USING PRIMARY KEY \(room_id=\?\)/,
     ],
   ])('%s', async (_name, sql, expected) => {
     const db = openDatabase(await freshPath())

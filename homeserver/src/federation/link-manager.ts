@@ -144,14 +144,22 @@ export class LinkManager {
    * redialled with backoff whenever its link is lost, until shutdown. Rejects with a {@link LinkError}
    * if this dial fails (the redial loop carries on). During a simultaneous dial the link it resolves
    * with may still be replaced by the surviving one: long-lived users follow `link up`/`linkTo`.
+   *
+   * `keep: false` (a one-off need, such as a media fetch) dials without making the peer wanted: a
+   * failed dial or a lost link is not redialled on its account.
    */
-  ensureLink(peer: string): Promise<Link> {
+  ensureLink(peer: string, options: { readonly keep?: boolean } = {}): Promise<Link> {
     const current = this.#links.get(peer)
     if (current) return Promise.resolve(current)
     if (this.#closing) return Promise.reject(new LinkError('shutdown', 'server is shutting down'))
     if (!this.isAllowed(peer)) return Promise.reject(new LinkError('not_allowed', `policy refuses ${peer}`))
-    this.#wanted.add(peer)
+    if (options.keep ?? true) this.#wanted.add(peer)
     return this.#dials.get(peer) ?? this.#dial(peer)
+  }
+
+  /** Bytes queued on the peer's link and not yet sent (0 without a link). */
+  bufferedAmount(peer: string): number {
+    return this.#links.get(peer)?.bufferedAmount ?? 0
   }
 
   /** Seals and sends one frame on the peer's link; false if there is no open link. */

@@ -264,6 +264,11 @@ export class Link {
     return this.#ending === null && this.#ws.readyState === this.#ws.OPEN && this.#channel.canSend
   }
 
+  /** Bytes queued on the socket and not yet handed to the network (a peer that stops reading grows it). */
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount
+  }
+
   /** Starts delivery (frames received so far first) and the heartbeat. Called once by the manager. */
   start(events: LinkEvents): void {
     if (this.#events !== null) throw new Error('link already started')

@@ -14,7 +14,7 @@ import type { Logger } from '../logger.ts'
 import type { EphemeralRelay, EphemeralService } from '../services/ephemeral.ts'
 import { RateLimiter } from '../services/rate-limit.ts'
 import type { Hub, RoomMembers } from '../services/hub.ts'
-import type { RoomRules, Sequencer } from '../services/sequencer.ts'
+import type { CommittedEvent, RoomRules, Sequencer } from '../services/sequencer.ts'
 import type { LinkManager } from './link-manager.ts'
 import { LinkError, type AppFrame } from './link-socket.ts'
 import { Outbox } from './outbox.ts'
@@ -22,11 +22,15 @@ import { OwnerSide } from './owner-side.ts'
 import type { PeerKeys } from './peer-keys.ts'
 import { ReplicaSide } from './replica-side.ts'
 import { FederatedToDevice } from './to-device-relay.ts'
+import { FederatedMedia } from './media-relay.ts'
 import type { ToDeviceService } from '../services/to-device.ts'
+import type { MediaService } from '../services/media.ts'
 
 /** A peer that commits this many faults within FAULT_WINDOW_MS loses its link (FED-2). */
 const FAULT_LIMIT = 10
 const FAULT_WINDOW_MS = 60_000
+/** Statuses sent to a remote joiner's server per join: a burst of presence for a big room stays small. */
+const PRESENCE_ON_JOIN = 100
 
 export interface ReplicationOptions {
   readonly serverName: string
@@ -41,6 +45,10 @@ export interface ReplicationOptions {
   readonly members: RoomMembers
   readonly ephemeral: EphemeralService
   readonly toDevice: ToDeviceService
+  readonly media: MediaService
+  /** Media fetches from one peer at once, and the longest wait for one chunk. */
+  readonly mediaFetchesPerPeer: number
+  readonly mediaTimeoutMs: number
   readonly maxContentBytes: number
   /** Frames per second (and burst) a peer may send before its reads are paused. */
   readonly framesPerSecond: number
@@ -64,6 +72,7 @@ export class Replication implements EphemeralRelay {
   readonly replica: ReplicaSide
   readonly outbox: Outbox
   readonly toDevice: FederatedToDevice
+  readonly media: FederatedMedia
   readonly stats: ReplicationStats = { applied: 0, faults: new Map(), equivocations: 0 }
   readonly #o: ReplicationOptions
   readonly #recentFaults = new Map<string, number[]>()
@@ -89,6 +98,7 @@ export class Replication implements EphemeralRelay {
     })
     this.outbox = new Outbox({ ...options, fault })
     this.toDevice = new FederatedToDevice({ ...options, fault })
+    this.media = new FederatedMedia({ ...options, fault })
     options.sequencer.onCommit((events) => {
       this.owner.committed(events)
       this.outbox.applied(events.map((e) => e.event_id))
@@ -99,14 +109,17 @@ export class Replication implements EphemeralRelay {
       this.replica.linkUp(peer)
       this.outbox.linkUp(peer)
       this.toDevice.linkUp(peer)
+      this.media.linkUp(peer)
     })
     options.links.on('link down', (peer) => {
       this.owner.linkDown(peer)
       this.outbox.linkDown(peer)
       this.toDevice.linkDown(peer)
+      this.media.linkDown(peer)
     })
     options.links.onFrame((peer, frame) => this.#onFrame(peer, frame))
     options.ephemeral.relay = this
+    options.sequencer.onCommit((events) => this.#presenceOnJoin(events))
   }
 
   // ---- ephemeral: typing, receipts, presence (never queued: a peer without a link misses them) ----
@@ -149,6 +162,42 @@ export class Replication implements EphemeralRelay {
     for (const m of this.#o.repos.memberships.forUser(userId))
       if (m.membership === 'join') this.#serversOf(m.room_id, servers)
     this.#broadcast(servers, { type: 'ephemeral', kind: 'presence', user_id: userId, status })
+  }
+
+  /**
+   * Presence travels on change only, so a server that starts sharing a room would not know who in it
+   * is online. On a join: our joiner's status goes to the room's other servers; a remote joiner's
+   * server gets the status of our members there (the online ones, at most {@link PRESENCE_ON_JOIN}).
+   */
+  #presenceOnJoin(events: readonly CommittedEvent[]): void {
+    const { ephemeral, serverName, members } = this.#o
+    for (const e of events) {
+      if (e.type !== 'm.member' || e.state_key === null) continue
+      if ((JSON.parse(e.content) as { membership?: unknown }).membership !== 'join') continue
+      const joiner = e.state_key
+      const server = parseUserId(joiner)?.server
+      if (!server) continue
+      const frame = (user_id: string, status: PresenceStatus) => ({
+        type: 'ephemeral',
+        kind: 'presence',
+        user_id,
+        status,
+      })
+      if (server === serverName) {
+        const status = ephemeral.presenceOf(joiner)
+        if (status !== 'offline') this.#broadcast(this.#serversOf(e.room_id), frame(joiner, status))
+        continue
+      }
+      let sent = 0
+      for (const member of members.joined(e.room_id)) {
+        if (sent === PRESENCE_ON_JOIN) break
+        if (parseUserId(member)?.server !== serverName) continue
+        const status = ephemeral.presenceOf(member)
+        if (status === 'offline') continue
+        this.#o.links.send(server, frame(member, status))
+        sent++
+      }
+    }
   }
 
   #onEphemeral(peer: string, f: EphemeralFrame): void {
@@ -212,6 +261,12 @@ export class Replication implements EphemeralRelay {
         return this.toDevice.onMessage(peer, f)
       case 'to_device_ack':
         return this.toDevice.onAck(peer, f)
+      case 'media_get':
+        return this.media.onGet(peer, f)
+      case 'media_part':
+        return this.media.onPart(peer, f)
+      case 'media_error':
+        return this.media.onError(peer, f)
     }
   }
 

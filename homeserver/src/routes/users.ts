@@ -1,5 +1,5 @@
 import { Hono } from 'hono'
-import { DirectoryQuery, ProfileBody, UserParam } from '@parley/protocol/schema'
+import { DirectoryQuery, PresenceQuery, ProfileBody, UserParam } from '@parley/protocol/schema'
 import type { AppEnv } from './env.ts'
 import { requireAuth, valid } from './middleware.ts'
 
@@ -12,6 +12,11 @@ export const users = new Hono<AppEnv>()
   })
   .get('/profile/:user', requireAuth, valid('param', UserParam), (c) =>
     c.json(c.var.services.profiles.get(c.req.valid('param').user)),
+  )
+  .get('/presence', requireAuth, valid('query', PresenceQuery), (c) =>
+    c.json({
+      presence: c.var.services.ephemeral.presenceFor(c.var.session.userId, c.req.valid('query').users),
+    }),
   )
   .put('/profile', requireAuth, valid('json', ProfileBody), (c) => {
     c.var.services.profiles.setDisplayName(c.var.session.userId, c.req.valid('json').display_name)

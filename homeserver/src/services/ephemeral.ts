@@ -112,7 +112,20 @@ export class EphemeralService {
     return this.#presence.get(userId) ?? (this.hub.isOnline(userId) ? 'online' : 'offline')
   }
 
-  /** Sets presence and tells everyone who shares a room with the user. */
+  /**
+   * Presence of `users` as `requester` may see it: the status of people who share a joined room with
+   * them (or themselves), `offline` for anyone else, so the answer tells strangers nothing.
+   */
+  presenceFor(requester: string, users: readonly string[]): Record<string, PresenceStatus> {
+    const rooms = this.repos.memberships
+      .forUser(requester)
+      .filter((m) => m.membership === 'join')
+      .map((m) => this.members.joined(m.room_id))
+    return Object.fromEntries(
+      users.map((u) => [u, u === requester || rooms.some((r) => r.has(u)) ? this.presenceOf(u) : 'offline']),
+    )
+  }
+
   /** A client asked to change its presence (rate-limited; connect and disconnect are not). */
   requestPresence(userId: string, status: PresenceStatus): void {
     if (this.#presence.get(userId) === status) return
@@ -121,19 +134,28 @@ export class EphemeralService {
   }
 
   /**
-   * Presence of another server's user, from that server: the same rate limit, and only for a user who
-   * shares a room with one of ours (nobody else's presence is our business, nor stored here).
+   * Presence of another server's user, from that server: the same rate limit, and only for a user
+   * joined to a room where someone else is joined or invited (nobody else's presence is our business,
+   * nor stored here). Invited counts: a room's owner announces its members' presence when someone
+   * joins, which can arrive before our replica has applied that join.
    */
   remotePresence(userId: string, status: PresenceStatus): void {
     const shared = this.repos.memberships
       .forUser(userId)
-      .some((m) => m.membership === 'join' && this.members.joined(m.room_id).size > 1)
+      .some(
+        (m) =>
+          m.membership === 'join' &&
+          this.repos.memberships
+            .forRoom(m.room_id)
+            .some((o) => o.user_id !== userId && (o.membership === 'join' || o.membership === 'invite')),
+      )
     if (!shared) throw notMember()
     if (this.#presence.get(userId) === status) return
     this.#limit(this.#presenceRate, userId, 'presence')
     this.setPresence(userId, status, true)
   }
 
+  /** Sets presence and tells everyone who shares a room with the user. */
   setPresence(userId: string, status: PresenceStatus, fromPeer = false): void {
     if (this.#presence.get(userId) === status) return
     if (!fromPeer) this.relay?.presence(userId, status)

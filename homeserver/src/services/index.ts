@@ -108,6 +108,13 @@ export function createServices(
     clock,
     config.limits.maxContentBytes,
   )
+  const media = new MediaService(repos, {
+    serverName: config.serverName,
+    dataDir: config.dataDir,
+    maxMediaBytes: config.limits.maxMediaBytes,
+    streamHead: () => sequencer.streamHead,
+    clock,
+  })
   const replication = new Replication({
     serverName: config.serverName,
     signer,
@@ -121,6 +128,9 @@ export function createServices(
     members,
     ephemeral,
     toDevice,
+    media,
+    mediaFetchesPerPeer: config.federation.mediaFetchesPerPeer,
+    mediaTimeoutMs: config.federation.mediaTimeoutMs,
     maxContentBytes: config.limits.maxContentBytes,
     framesPerSecond: config.federation.framesPerSecond,
     frameBurst: config.federation.frameBurst,
@@ -146,7 +156,7 @@ export function createServices(
     hub,
     ephemeral,
     toDevice,
-    media: new MediaService(repos, config.dataDir, clock),
+    media,
     profiles: new ProfilesService(repos),
     restLimiter: new RateLimiter(clock, config.limits.restBurst, config.limits.restRequestsPerSecond),
     durable: () => durability.sync?.() ?? Promise.resolve(),

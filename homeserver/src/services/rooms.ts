@@ -155,6 +155,11 @@ export class RoomsService {
       last_seq: joined ? this.repos.events.lastSeq(roomId, head) : 0,
     }
     if (last) summary.last_event = clientEvent(last)
+    if (room.kind === 'dm') {
+      // A DM holds two people (the rules refuse a third): name it after the other one.
+      const peer = this.repos.memberships.forRoom(roomId).find((m) => m.user_id !== userId)
+      if (peer) summary.dm_peer = peer.user_id
+    }
     return summary
   }
 

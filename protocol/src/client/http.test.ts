@@ -284,6 +284,55 @@ describe('HttpApi', () => {
     expect(download.contentType).toBe('image/png')
   })
 
+  it("downloads media of another server through ours, and an attachment from its sender's server", async () => {
+    const media = 'M'.repeat(22)
+    const actual = '24501919c367725c2a5d4811c95045b78bb0a3c4529f9bd7381c800152792afe' // sha256("PNG!")
+    const ctx = await setup(() => ({
+      text: 'PNG!',
+      headers: {
+        'content-type': 'image/png',
+        'content-length': '4',
+        'content-disposition': "inline; filename=_mega.png; filename*=UTF-8''%CE%A9mega.png",
+      },
+    }))
+    const got = await ctx.api.downloadRemoteMedia('globex.example', media, { sha256: actual })
+    expect(ctx.server.requests[0]!.url.pathname).toBe(`/api/v1/media/globex.example/${media}`)
+    expect(new TextDecoder().decode(got.bytes)).toBe('PNG!')
+    expect(got).toMatchObject({ contentType: 'image/png', filename: 'Ωmega.png' })
+
+    const attachment = { media_id: media, name: 'x.png', mime: 'image/png', size: 4, sha256: actual }
+    await ctx.api.downloadAttachment(attachment, '@gus:globex.example')
+    expect(ctx.server.requests[1]!.url.pathname).toBe(`/api/v1/media/globex.example/${media}`)
+
+    await expect(ctx.api.downloadAttachment({ ...attachment, sha256: '0'.repeat(64) }, BOB)).rejects.toThrow(
+      ProtocolError,
+    )
+    // Caller bugs throw before any request.
+    const before = ctx.server.requests.length
+    await expect(ctx.api.downloadRemoteMedia('not a server', media)).rejects.toThrow(TypeError)
+    await expect(ctx.api.downloadRemoteMedia('globex.example', '../etc')).rejects.toThrow(TypeError)
+    await expect(ctx.api.downloadRemoteMedia('globex.example', media, { sha256: 'ABC' })).rejects.toThrow(
+      TypeError,
+    )
+    await expect(ctx.api.downloadAttachment(attachment, 'nobody')).rejects.toThrow(TypeError)
+    expect(ctx.server.requests.length).toBe(before)
+  })
+
+  it('reads the file name when there is one, and maps errors to ApiError', async () => {
+    const plain = await setup(() => ({ text: 'abcd', headers: { 'content-length': '4' } }))
+    const got = await plain.api.downloadRemoteMedia('globex.example', 'M'.repeat(22))
+    expect(got.bytes).toHaveLength(4)
+    expect(got.filename).toBeUndefined()
+    const down = await setup(() => ({
+      status: 503,
+      json: { errcode: 'P_UNAVAILABLE', error: 'globex.example cannot be reached right now' },
+    }))
+    await expect(down.api.downloadRemoteMedia('globex.example', 'M'.repeat(22))).rejects.toMatchObject({
+      errcode: 'P_UNAVAILABLE',
+      status: 503,
+    })
+  })
+
   it('keeps a path prefix of the base URL', async () => {
     const server = fakeFetch(() => ({ json: { events: [] } }))
     const store = new MemoryStore()

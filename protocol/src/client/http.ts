@@ -4,12 +4,16 @@
  * the {@link ClientStore}: sign-in stores it, a refresh replaces it, logout clears the store.
  */
 import type { z } from 'zod'
+import { parseUserId } from '../ids.ts'
 import type { MemberSummary as MemberSummarySchema } from '../schema/index.ts'
 import {
+  MediaPathParams,
+  Sha256Hex,
   AuthResponse,
   CreateRoomResponse,
   ErrorResponse,
   MemberListResponse,
+  PresenceResponse,
   RoomListResponse,
   UserSearchResponse,
   MediaUploadResponse as MediaUploadResponseSchema,
@@ -17,7 +21,9 @@ import {
   RoomSummary,
   UserSummary as UserSummarySchema,
   parseJson,
+  type Attachment,
   type CreateRoomBody,
+  type PresenceStatus,
   type Role,
 } from '../schema/index.ts'
 import { ApiError, NetworkError, NoSessionError, ProtocolError } from './errors.ts'
@@ -38,8 +44,22 @@ export type MediaUploadResponse = z.infer<typeof MediaUploadResponseSchema>
 /** A downloaded media object. */
 export interface MediaDownload {
   readonly bytes: Uint8Array
-  /** The `Content-Type` the server sent (empty if none). */
+  /**
+   * The `Content-Type` the server sent (empty if none). Servers send the stored type only for
+   * images they let browsers show inline (png, jpeg, gif, webp); anything else comes as
+   * `application/octet-stream`: use the attachment's `mime` for display.
+   */
   readonly contentType: string
+  /** The file name from `Content-Disposition` (`filename*`), if the server sent one. */
+  readonly filename?: string
+}
+/** Options of media downloads. */
+export interface MediaDownloadOptions {
+  /**
+   * The SHA-256 the bytes must have (64 lowercase hex digits), e.g. an attachment's `sha256`. If the
+   * bytes differ, the download throws {@link ProtocolError}. Uses WebCrypto (a secure context).
+   */
+  readonly sha256?: string
 }
 /** Room settings that `PUT /rooms/{room}/settings` can change; give at least one. */
 export interface RoomSettings {
@@ -176,6 +196,12 @@ export class HttpApi {
     return (await this.#json(UserSearchResponse, res)).users
   }
 
+  /** `GET /presence?users=`: the status of up to 100 users (`offline` for those who share no room with us). */
+  async presence(userIds: readonly string[]): Promise<Record<string, PresenceStatus>> {
+    const res = await this.#authed({ method: 'GET', path: '/presence', query: { users: userIds.join(',') } })
+    return (await this.#json(PresenceResponse, res)).presence
+  }
+
   // ---- rooms ----
 
   /** `POST /rooms`: creates a room owned by this server; returns its id. */
@@ -274,16 +300,46 @@ export class HttpApi {
     return this.#json(MediaUploadResponseSchema, res)
   }
 
-  /** `GET /media/{id}`: downloads a media object. */
-  async downloadMedia(mediaId: string): Promise<MediaDownload> {
+  /** `GET /media/{id}`: downloads a media object this homeserver holds (one uploaded here). */
+  async downloadMedia(mediaId: string, options: MediaDownloadOptions = {}): Promise<MediaDownload> {
+    checkDownloadOptions(options)
     const res = await this.#authed({ method: 'GET', path: `/media/${enc(mediaId)}` })
-    let buffer: ArrayBuffer
-    try {
-      buffer = await res.arrayBuffer()
-    } catch (cause) {
-      throw new NetworkError(`GET media ${mediaId}: body not received`, { cause })
-    }
-    return { bytes: new Uint8Array(buffer), contentType: res.headers.get('content-type') ?? '' }
+    return mediaOf(res, mediaId, options)
+  }
+
+  /**
+   * `GET /media/{server}/{media_id}`: downloads media held by `server`, which may be another
+   * homeserver: ours fetches it over federation (and keeps a copy), checking that we are a member of
+   * the room it was shared in. For our own server name it is the same as {@link downloadMedia}.
+   *
+   * @throws TypeError if `server` or `mediaId` is malformed (a caller bug), {@link ApiError}
+   * (`P_NOT_FOUND` for media we may not see, `P_UNAVAILABLE` when the other server cannot be
+   * reached, `P_TOO_LARGE` over our server's limit), {@link ProtocolError} if `options.sha256` does not match.
+   */
+  async downloadRemoteMedia(
+    server: string,
+    mediaId: string,
+    options: MediaDownloadOptions = {},
+  ): Promise<MediaDownload> {
+    if (!MediaPathParams.safeParse({ server, media_id: mediaId }).success)
+      throw new TypeError('downloadRemoteMedia: invalid server name or media id')
+    checkDownloadOptions(options)
+    const res = await this.#authed({ method: 'GET', path: `/media/${enc(server)}/${enc(mediaId)}` })
+    return mediaOf(res, mediaId, options)
+  }
+
+  /**
+   * Downloads a message's attachment. The media lives on the sender's homeserver (media is uploaded
+   * to one's own server), so it is fetched with {@link downloadRemoteMedia} from `sender`'s server;
+   * the attachment's `sha256`, if it has one, is checked.
+   *
+   * @param sender - The `sender` of the event carrying the attachment.
+   */
+  async downloadAttachment(attachment: Attachment, sender: string): Promise<MediaDownload> {
+    const server = parseUserId(sender)?.server
+    if (server === undefined) throw new TypeError('downloadAttachment: sender is not a user id')
+    const options = attachment.sha256 === undefined ? {} : { sha256: attachment.sha256 }
+    return this.downloadRemoteMedia(server, attachment.media_id, options)
   }
 
   // ---- internals ----
@@ -411,6 +467,52 @@ export class HttpApi {
     if (!parsed.ok)
       throw new ProtocolError(`unexpected answer from ${res.url || 'the server'}: ${parsed.error.message}`)
     return parsed.value
+  }
+}
+
+/** Caller bugs in download options throw before any request. */
+function checkDownloadOptions(options: MediaDownloadOptions): void {
+  if (options.sha256 !== undefined && !Sha256Hex.safeParse(options.sha256).success)
+    throw new TypeError('sha256 must be 64 lowercase hex digits')
+}
+
+/** Reads a media answer: the bytes, checked against `Content-Length` and the expected SHA-256. */
+async function mediaOf(
+  res: Response,
+  mediaId: string,
+  options: MediaDownloadOptions,
+): Promise<MediaDownload> {
+  let bytes: Uint8Array<ArrayBuffer>
+  try {
+    bytes = new Uint8Array(await res.arrayBuffer())
+  } catch (cause) {
+    throw new NetworkError(`GET media ${mediaId}: body not received`, { cause })
+  }
+  const length = res.headers.get('content-length')
+  if (length !== null && length !== String(bytes.length))
+    throw new ProtocolError(`media ${mediaId}: ${bytes.length} bytes, Content-Length said ${length}`)
+  if (options.sha256 !== undefined) {
+    const digest = new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes))
+    let hex = ''
+    for (const b of digest) hex += b.toString(16).padStart(2, '0')
+    if (hex !== options.sha256) throw new ProtocolError(`media ${mediaId}: bytes do not match their sha256`)
+  }
+  const filename = filenameOf(res.headers.get('content-disposition'))
+  return {
+    bytes,
+    contentType: res.headers.get('content-type') ?? '',
+    ...(filename === undefined ? {} : { filename }),
+  }
+}
+
+/** The RFC 5987 `filename*=UTF-8''...` of a `Content-Disposition` (RFC 6266), decoded. */
+function filenameOf(disposition: string | null): string | undefined {
+  const match = disposition === null ? null : /filename\*=UTF-8''([^;\s]*)/i.exec(disposition)
+  if (!match) return undefined
+  try {
+    return decodeURIComponent(match[1]!)
+  } catch {
+    return undefined
   }
 }
 

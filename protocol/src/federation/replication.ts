@@ -4,7 +4,8 @@
  * already bounded its size (1 MiB) and depth (16). These schemas are the boundary check for the rest.
  *
  * Owner side: `events`, `snapshot`, `submit_ack`. Replica / origin side: `submit`, `ack`, `fetch`,
- * `cursors`. Either side: `ephemeral`.
+ * `cursors`. Either side: `ephemeral`, `to_device`, `to_device_ack`, and the media frames of
+ * `media.ts`.
  */
 import { z } from 'zod'
 import { EVENT_VERSION } from '../events.ts'
@@ -21,6 +22,7 @@ import {
 } from '../schema/common.ts'
 import { JsonObjectSchema } from '../schema/events.ts'
 import { Ed25519Signature, KeyId, TimestampMs } from './frames.ts'
+import { MediaErrorFrame, MediaGetFrame, MediaPartFrame } from './media.ts'
 
 /** Most events in one `events` or `snapshot` frame. */
 export const MAX_EVENTS_PER_FRAME = 50
@@ -201,6 +203,9 @@ export const REPLICATION_FRAMES = {
   ephemeral: EphemeralFrame,
   to_device: ToDeviceRelayFrame,
   to_device_ack: ToDeviceAckRelayFrame,
+  media_get: MediaGetFrame,
+  media_part: MediaPartFrame,
+  media_error: MediaErrorFrame,
 } as const
 
 export type EventsFrame = z.infer<typeof EventsFrame>

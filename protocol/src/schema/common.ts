@@ -19,6 +19,10 @@ export const Username = z
   .string()
   .transform((s) => s.toLowerCase())
   .refine(isLocalpart, 'user name must be 1-64 of a-z 0-9 . _ = -')
+/** A media id: 16 random bytes, base64url (22 characters). Unique on the server that minted it only. */
+export const MediaId = z.string().regex(/^[A-Za-z0-9_-]{22}$/, 'media_id must be 16 bytes of base64url')
+/** A SHA-256 digest (FIPS 180-4) as 64 lowercase hex digits. */
+export const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 lowercase hex digits')
 /** Non-negative safe integer. */
 export const Cursor = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
 /** Room kinds (DESIGN.md section 4). */

@@ -3,7 +3,7 @@
  * types are produced by the server for REST operations (membership, settings, power levels).
  */
 import { z } from 'zod'
-import { EventId, Membership, RoomKind, UserId } from './common.ts'
+import { EventId, MediaId, Membership, RoomKind, Sha256Hex, UserId } from './common.ts'
 
 /** Longest message body, in UTF-16 units (the canonical content limit of 64 KiB applies as well). */
 export const MAX_BODY_LENGTH = 32_000
@@ -11,14 +11,21 @@ export const MAX_BODY_LENGTH = 32_000
 const Body = z.string().min(1).max(MAX_BODY_LENGTH)
 const Format = z.enum(['plain', 'markdown'])
 
-/** An attachment reference inside a message. */
+/**
+ * An attachment reference inside a message. The media lives on the homeserver of the event's
+ * `sender` (media is uploaded to one's own server): another server's user downloads it through
+ * their own homeserver with `GET /media/{sender's server}/{media_id}` (docs/federation.md, "Media").
+ * `sha256` (optional; the upload answer carries it) is the digest of the bytes: it sits inside the
+ * content the sender's server signed, so a client can check what any server hands it.
+ */
 export const Attachment = z.strictObject({
-  media_id: z.string().regex(/^[A-Za-z0-9_-]{22}$/),
+  media_id: MediaId,
   name: z.string().min(1).max(255),
   mime: z.string().min(1).max(127),
   size: z.number().int().min(0),
   width: z.number().int().min(1).max(100_000).optional(),
   height: z.number().int().min(1).max(100_000).optional(),
+  sha256: Sha256Hex.optional(),
 })
 
 /** `m.message`: a text message (markdown source), optionally a reply or carrying an attachment. */
@@ -27,6 +34,11 @@ export const MessageContent = z.strictObject({
   format: Format.optional(),
   reply_to: EventId.optional(),
   attachment: Attachment.optional(),
+  /**
+   * Users the sender means to notify (the client fills it from `@user:server` in the body). Explicit,
+   * so quoting an id does not ping anyone, and inside the content, so it works in encrypted rooms.
+   */
+  mentions: z.array(UserId).max(50).optional(),
 })
 /** `m.edit`: replaces the body of one of the sender's own messages. */
 export const EditContent = z.strictObject({ target: EventId, body: Body, format: Format.optional() })
@@ -73,6 +85,7 @@ export type SendableType = (typeof SENDABLE_TYPES)[number]
 /** Event types that point at another event through `content.target`. */
 export const RELATION_TYPES: ReadonlySet<string> = new Set(['m.edit', 'm.redaction', 'm.reaction'])
 
+export type Attachment = z.infer<typeof Attachment>
 export type MessageContent = z.infer<typeof MessageContent>
 export type EditContent = z.infer<typeof EditContent>
 export type RedactionContent = z.infer<typeof RedactionContent>

@@ -1,6 +1,20 @@
 /** REST bodies and answers under `/api/v1` (DESIGN.md sections 5 and 11). */
 import { z } from 'zod'
-import { Cursor, DeviceId, EventId, Membership, Role, RoomId, RoomKind, UserId, Username } from './common.ts'
+import {
+  Cursor,
+  DeviceId,
+  EventId,
+  MediaId,
+  Membership,
+  PresenceStatus,
+  Role,
+  RoomId,
+  RoomKind,
+  ServerName,
+  Sha256Hex,
+  UserId,
+  Username,
+} from './common.ts'
 import { ClientEvent } from './events.ts'
 
 /** Passwords: 8-256 characters. Length is the only rule we impose (NIST SP 800-63B 5.1.1.2). */
@@ -40,6 +54,20 @@ export const DirectoryQuery = z.object({
   q: z.string().max(128).default(''),
   limit: z.coerce.number().int().min(1).max(50).default(20),
 })
+
+/** `GET /presence?users=@a:x,@b:y`: up to 100 user ids, comma-separated. */
+export const PresenceQuery = z.object({
+  users: z
+    .string()
+    .max(100 * 256)
+    .transform((s) => s.split(','))
+    .pipe(z.array(UserId).min(1).max(100)),
+})
+/**
+ * Answer of `GET /presence`: each asked user's status. Users who share no room with the caller are
+ * reported `offline`, whatever they are (presence is only the business of people who talk).
+ */
+export const PresenceResponse = z.object({ presence: z.record(z.string(), PresenceStatus) })
 
 /** `POST /rooms`. */
 export const CreateRoomBody = z.strictObject({
@@ -84,22 +112,32 @@ export const RoomSummary = z.object({
   unread: z.number().int(),
   last_seq: Cursor,
   last_event: ClientEvent.optional(),
+  /** In a DM: the other person (joined, invited or gone), so clients can name the room after them. */
+  dm_peer: UserId.optional(),
 })
 export type RoomSummary = z.infer<typeof RoomSummary>
 /** A member of a room. */
 export const MemberSummary = z.object({ user_id: UserId, membership: Membership, role: Role })
 
-/** Answer of media upload. */
+/**
+ * Answer of media upload. `server` (the uploading server, i.e. the uploader's) and `sha256` (of the
+ * bytes, lowercase hex) are sent by servers with federated media; optional so older servers parse.
+ */
 export const MediaUploadResponse = z.object({
   media_id: z.string(),
   size: z.number().int(),
   content_type: z.string(),
+  server: ServerName.optional(),
+  sha256: Sha256Hex.optional(),
 })
 /** Query of media upload: the room whose members may download it, and a display name. */
 export const MediaUploadQuery = z.object({
   room: RoomId,
   filename: z.string().max(255).optional(),
 })
+
+/** `GET /media/{server}/{media_id}`: media held by `server` (ours or a peer's). */
+export const MediaPathParams = z.object({ server: ServerName, media_id: MediaId })
 
 /** Ids used in paths. */
 export const RoomParam = z.object({ room: RoomId })

@@ -4,6 +4,7 @@ import * as m0001 from './0001-initial.ts'
 import * as m0002 from './0002-server-keys.ts'
 import * as m0003 from './0003-replication.ts'
 import * as m0004 from './0004-to-device.ts'
+import * as m0005 from './0005-federated-media.ts'
 
 export interface Migration {
   readonly version: number
@@ -16,4 +17,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 2, name: '0002-server-keys', up: m0002.up },
   { version: 3, name: '0003-replication', up: m0003.up },
   { version: 4, name: '0004-to-device', up: m0004.up },
+  { version: 5, name: '0005-federated-media', up: m0005.up },
 ]

@@ -14,7 +14,7 @@ import { UsersRepo } from './users.ts'
 
 export type { DeviceRow } from './devices.ts'
 export type { EventRow, ClientEventRow } from './events.ts'
-export type { MediaRow } from './media.ts'
+export type { MediaRow, RemoteMediaRow } from './media.ts'
 export type { MembershipRow } from './memberships.ts'
 export type { PeerKeyRow, PeerRow, PeerState } from './peers.ts'
 export type { CursorRow, NewOutboxRow, OutboxRow } from './replication.ts'

@@ -19,6 +19,8 @@ export class MembershipsRepo {
   readonly #forRoom: Statement<[string], MembershipRow>
   readonly #forUser: Statement<[string], MembershipRow>
   readonly #joinedCount: Statement<[string], { n: number }>
+  readonly #serverMemberSince: Statement<[string, number, string, number], { one: number }>
+  readonly #sharesRoomWith: Statement<[string, number, string], { one: number }>
 
   constructor(db: Database) {
     this.#get = db.prepare('SELECT * FROM memberships WHERE room_id = ? AND user_id = ?')
@@ -33,6 +35,15 @@ export class MembershipsRepo {
     this.#forUser = db.prepare('SELECT * FROM memberships WHERE user_id = ?')
     this.#joinedCount = db.prepare(
       "SELECT COUNT(*) AS n FROM memberships WHERE room_id = ? AND membership = 'join'",
+    )
+    // User ids end in ':' + server (ASCII): a suffix compare, no LIKE (no wildcards to escape).
+    this.#serverMemberSince = db.prepare(
+      `SELECT 1 AS one FROM memberships WHERE room_id = ? AND substr(user_id, -?) = ?
+         AND (membership = 'join' OR left_pos > ?) LIMIT 1`,
+    )
+    this.#sharesRoomWith = db.prepare(
+      `SELECT 1 AS one FROM memberships me JOIN memberships them ON them.room_id = me.room_id
+       WHERE me.user_id = ? AND me.membership = 'join' AND substr(them.user_id, -?) = ? LIMIT 1`,
     )
   }
 
@@ -51,6 +62,19 @@ export class MembershipsRepo {
   }
   forUser(userId: string): MembershipRow[] {
     return this.#forUser.all(userId)
+  }
+  /**
+   * Whether a user of `server` is joined to the room, or left it (was kicked, banned) after stream
+   * position `sincePos`: that server had a member while something of that moment was shared.
+   */
+  serverMemberSince(roomId: string, server: string, sincePos: number): boolean {
+    const suffix = `:${server}`
+    return this.#serverMemberSince.get(roomId, suffix.length, suffix, sincePos) !== undefined
+  }
+  /** Whether `userId` is joined to some room in which a user of `server` has a membership row. */
+  sharesRoomWith(userId: string, server: string): boolean {
+    const suffix = `:${server}`
+    return this.#sharesRoomWith.get(userId, suffix.length, suffix) !== undefined
   }
   joinedCount(roomId: string): number {
     return this.#joinedCount.get(roomId)!.n

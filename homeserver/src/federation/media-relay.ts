@@ -1,0 +1,295 @@
+/**
+ * Media across servers (docs/federation.md, "Media"), over the sealed link: `media_get` asks the
+ * origin for one chunk at an offset, `media_part` answers with the media's facts and the chunk,
+ * `media_error` refuses. Pull-based, one chunk in flight per transfer, so a transfer never floods the
+ * link and the requester sets the pace.
+ *
+ * As the requester, every answer is checked before it is used: it must be for the media and offset
+ * asked, its facts may not change between parts, the size must be within our own limit (the peer's
+ * word on length is never trusted: bytes beyond its declared size are refused) and the whole must hash
+ * to the declared SHA-256. As the origin, each request is authorised on its own (the requesting server
+ * must have, or have had after the upload, a member in the media's room) and refused with the same
+ * `P_NOT_FOUND` whether the media is missing or not theirs.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { fromBase64Url, ParleyError } from '@parley/protocol'
+import {
+  MEDIA_CHUNK_BYTES,
+  type MediaErrorFrame,
+  type MediaGetFrame,
+  type MediaPartFrame,
+} from '@parley/protocol/federation'
+import type { Logger } from '../logger.ts'
+import type { MediaService, RemoteMediaSink, RemoteMediaSource } from '../services/media.ts'
+import type { LinkManager } from './link-manager.ts'
+
+/** Reads served to one peer at once; more are refused with P_LIMIT_EXCEEDED. */
+const MAX_SERVING_PER_PEER = 8
+/** A peer whose link holds this much unsent data gets no more chunks until it reads (P_LIMIT_EXCEEDED). */
+const MAX_BUFFERED_BYTES = 8 * 1024 * 1024
+/** Fetches waiting for a slot, per peer, as a multiple of the fetches allowed at once. */
+const QUEUE_FACTOR = 8
+
+export interface FederatedMediaOptions {
+  readonly links: LinkManager
+  readonly media: MediaService
+  /** Fetches from one peer at once. */
+  readonly mediaFetchesPerPeer: number
+  /** Longest wait for the answer to one `media_get`. */
+  readonly mediaTimeoutMs: number
+  readonly log: Logger
+  readonly fault: (peer: string, code: string, detail: string) => void
+}
+
+/** Counters for tests and operators. */
+export interface MediaRelayStats {
+  /** Fetches from other servers that completed and verified. */
+  fetched: number
+  /** Fetches from other servers that failed (unreachable, refused, lying, timed out). */
+  failed: number
+  /** Transfers served to other servers (counted at their first chunk). */
+  served: number
+  /** Chunks served to other servers. */
+  chunksServed: number
+  /** Requests of other servers refused. */
+  refused: number
+}
+
+type Answer = MediaPartFrame | MediaErrorFrame
+
+interface Pending {
+  readonly frame: MediaGetFrame
+  readonly resolve: (answer: Answer) => void
+  readonly reject: (err: ParleyError) => void
+  readonly timer: ReturnType<typeof setTimeout>
+}
+
+const notFound = () => new ParleyError('P_NOT_FOUND', 'media not found')
+
+export class FederatedMedia implements RemoteMediaSource {
+  readonly stats: MediaRelayStats = { fetched: 0, failed: 0, served: 0, chunksServed: 0, refused: 0 }
+  readonly #o: FederatedMediaOptions
+  /** Requests awaiting an answer, by `peer req_id`. */
+  readonly #pending = new Map<string, Pending>()
+  /** Per peer: fetches running, and those waiting for a slot. */
+  readonly #active = new Map<string, number>()
+  readonly #queued = new Map<string, Array<() => void>>()
+  /** Per peer: chunk reads we are serving right now. */
+  readonly #serving = new Map<string, number>()
+
+  constructor(options: FederatedMediaOptions) {
+    this.#o = options
+    options.media.remote = this
+  }
+
+  // ---- requester ----
+
+  async fetch(server: string, mediaId: string, maxBytes: number, sink: RemoteMediaSink): Promise<void> {
+    if (!this.#o.links.isAllowed(server))
+      throw new ParleyError('P_FORBIDDEN', `federation with ${server} is not allowed`)
+    await this.#slot(server)
+    try {
+      await this.#transfer(server, mediaId, maxBytes, sink)
+      this.stats.fetched++
+    } catch (err) {
+      this.stats.failed++
+      throw err
+    } finally {
+      this.#release(server)
+    }
+  }
+
+  async #transfer(server: string, mediaId: string, maxBytes: number, sink: RemoteMediaSink): Promise<void> {
+    const hash = createHash('sha256')
+    let facts: MediaPartFrame | null = null
+    let offset = 0
+    const lie = (detail: string): ParleyError => {
+      this.#o.fault(server, 'bad_media', `${mediaId}: ${detail}`)
+      return new ParleyError('P_UNAVAILABLE', `${server} sent media that fails verification`)
+    }
+    for (;;) {
+      const answer = await this.#ask(server, {
+        type: 'media_get',
+        req_id: randomBytes(16).toString('base64url'),
+        media_id: mediaId,
+        offset,
+      })
+      if (answer.type === 'media_error') throw this.#refusal(server, answer)
+      if (answer.media_id !== mediaId || answer.offset !== offset)
+        throw lie(`answered ${answer.media_id} at ${answer.offset}, asked at ${offset}`)
+      if (facts === null) {
+        // Our limit, not theirs: larger media is refused before a byte of it is taken.
+        if (answer.size > maxBytes)
+          throw new ParleyError('P_TOO_LARGE', `media is over this server's limit of ${maxBytes} bytes`)
+        facts = answer
+        sink.begin({
+          room: answer.room,
+          size: answer.size,
+          sha256: answer.sha256,
+          contentType: answer.content_type,
+          filename: answer.filename,
+        })
+      } else if (
+        answer.room !== facts.room ||
+        answer.size !== facts.size ||
+        answer.sha256 !== facts.sha256 ||
+        answer.content_type !== facts.content_type ||
+        answer.filename !== facts.filename
+      ) {
+        throw lie('its facts changed between chunks')
+      }
+      const chunk = fromBase64Url(answer.data) // the schema checked it decodes
+      if (chunk === null || chunk.length > MEDIA_CHUNK_BYTES) throw lie('a chunk over the chunk size')
+      if (offset + chunk.length > facts.size) throw lie(`more bytes than its declared ${facts.size}`)
+      if (chunk.length === 0 && facts.size !== 0) throw lie('an empty chunk before the end')
+      hash.update(chunk)
+      await sink.write(chunk)
+      offset += chunk.length
+      if (offset === facts.size) break
+    }
+    if (hash.digest('hex') !== facts.sha256) throw lie('bytes do not match their sha256')
+  }
+
+  /** Sends one request (dialling if needed, without making the peer "wanted") and awaits its answer. */
+  async #ask(server: string, frame: MediaGetFrame): Promise<Answer> {
+    if (!this.#o.links.linkTo(server)) {
+      try {
+        await this.#o.links.ensureLink(server, { keep: false })
+      } catch (err) {
+        this.#o.log.info({ peer: server, err: String(err) }, 'media fetch: peer unreachable')
+        throw new ParleyError('P_UNAVAILABLE', `${server} cannot be reached right now`)
+      }
+    }
+    return new Promise<Answer>((resolve, reject) => {
+      const key = `${server} ${frame.req_id}`
+      const timer = setTimeout(() => {
+        this.#pending.delete(key)
+        reject(new ParleyError('P_UNAVAILABLE', `${server} did not answer in time`))
+      }, this.#o.mediaTimeoutMs)
+      this.#pending.set(key, { frame, resolve, reject, timer })
+      if (!this.#o.links.send(server, frame)) {
+        clearTimeout(timer)
+        this.#pending.delete(key)
+        reject(new ParleyError('P_UNAVAILABLE', `${server} cannot be reached right now`))
+      }
+    })
+  }
+
+  /** The origin's refusal as we tell our user: "not found" says nothing about existence. */
+  #refusal(server: string, answer: MediaErrorFrame): ParleyError {
+    if (answer.errcode === 'P_NOT_FOUND' || answer.errcode === 'P_FORBIDDEN') return notFound()
+    if (answer.errcode === 'P_LIMIT_EXCEEDED')
+      return new ParleyError('P_UNAVAILABLE', `${server} is busy; try again`, 1000)
+    return new ParleyError('P_UNAVAILABLE', `${server} cannot serve this media right now`)
+  }
+
+  onPart(peer: string, frame: MediaPartFrame): void {
+    this.#answer(peer, frame)
+  }
+
+  onError(peer: string, frame: MediaErrorFrame): void {
+    this.#answer(peer, frame)
+  }
+
+  #answer(peer: string, frame: Answer): void {
+    const key = `${peer} ${frame.req_id}`
+    const pending = this.#pending.get(key)
+    // An answer after its deadline (or on behalf of another peer's request: keys carry the peer).
+    if (!pending) return
+    this.#pending.delete(key)
+    clearTimeout(pending.timer)
+    pending.resolve(frame)
+  }
+
+  /** Waits for one of the peer's fetch slots; refuses when too many already wait. */
+  async #slot(server: string): Promise<void> {
+    const active = this.#active.get(server) ?? 0
+    if (active < this.#o.mediaFetchesPerPeer) {
+      this.#active.set(server, active + 1)
+      return
+    }
+    const queue = this.#queued.get(server) ?? []
+    if (queue.length >= this.#o.mediaFetchesPerPeer * QUEUE_FACTOR)
+      throw new ParleyError('P_LIMIT_EXCEEDED', `too many media downloads from ${server} at once`, 1000)
+    this.#queued.set(server, queue)
+    // The slot is handed over by #release (the active count stays as it is).
+    await new Promise<void>((resolve) => queue.push(resolve))
+  }
+
+  #release(server: string): void {
+    const next = this.#queued.get(server)?.shift()
+    if (next) return next()
+    this.#queued.delete(server)
+    const active = (this.#active.get(server) ?? 1) - 1
+    if (active > 0) this.#active.set(server, active)
+    else this.#active.delete(server)
+  }
+
+  // ---- origin ----
+
+  onGet(peer: string, frame: MediaGetFrame): void {
+    const refuse = (errcode: string, error: string) => {
+      this.stats.refused++
+      this.#o.links.send(peer, { type: 'media_error', req_id: frame.req_id, errcode, error })
+    }
+    const serving = this.#serving.get(peer) ?? 0
+    if (serving >= MAX_SERVING_PER_PEER || this.#o.links.bufferedAmount(peer) > MAX_BUFFERED_BYTES)
+      return refuse('P_LIMIT_EXCEEDED', 'too many media reads at once')
+    const row = this.#o.media.forPeer(peer, frame.media_id)
+    if (!row) return refuse('P_NOT_FOUND', 'media not found')
+    if (frame.offset > row.size || (frame.offset === row.size && row.size > 0))
+      return refuse('P_BAD_REQUEST', 'offset past the end')
+    this.#serving.set(peer, serving + 1)
+    this.#o.media
+      .readChunk(row, frame.offset, MEDIA_CHUNK_BYTES)
+      .then(
+        (bytes) => {
+          const sent = this.#o.links.send(peer, {
+            type: 'media_part',
+            req_id: frame.req_id,
+            media_id: row.media_id,
+            room: row.room_id,
+            size: row.size,
+            sha256: row.sha256,
+            content_type: row.content_type,
+            filename: row.filename,
+            offset: frame.offset,
+            data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url'),
+          })
+          if (!sent) return
+          this.stats.chunksServed++
+          if (frame.offset === 0) this.stats.served++
+        },
+        (err: unknown) => {
+          this.#o.log.error(
+            { peer, media_id: row.media_id, err: String(err) },
+            'reading media for a peer failed',
+          )
+          refuse('P_UNAVAILABLE', 'media cannot be read right now')
+        },
+      )
+      .finally(() => {
+        const n = (this.#serving.get(peer) ?? 1) - 1
+        if (n > 0) this.#serving.set(peer, n)
+        else this.#serving.delete(peer)
+      })
+  }
+
+  // ---- links ----
+
+  /** A new link to the peer (maybe replacing one): requests sent on the old one go again. */
+  linkUp(peer: string): void {
+    for (const [key, pending] of this.#pending)
+      if (key.startsWith(`${peer} `)) this.#o.links.send(peer, pending.frame)
+  }
+
+  /** The peer has no link: its transfers fail now rather than at their deadline. */
+  linkDown(peer: string): void {
+    for (const [key, pending] of this.#pending) {
+      if (!key.startsWith(`${peer} `)) continue
+      this.#pending.delete(key)
+      clearTimeout(pending.timer)
+      pending.reject(new ParleyError('P_UNAVAILABLE', `the link to ${peer} went down`))
+    }
+  }
+}
