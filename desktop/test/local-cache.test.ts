@@ -86,7 +86,7 @@ async function newGroup(page: Page, name: string): Promise<string> {
   await page.getByLabel('Group name').fill(name)
   await page.getByRole('button', { name: 'New group' }).click()
   await expectText(page, '.room-name', name, problems)
-  return (await page.locator('ol.timeline').getAttribute('aria-label'))!
+  return (await page.locator('[data-room-id]').getAttribute('data-room-id'))!
 }
 
 describe('encrypted local cache', () => {
@@ -131,7 +131,7 @@ describe('encrypted local cache', () => {
 
   it('keeps nothing readable on disk: no text, token, user id, room id or room name', async () => {
     await page.locator('[data-cache="saved"]').waitFor()
-    const room = (await page.locator('ol.timeline').getAttribute('aria-label'))!
+    const room = (await page.locator('[data-room-id]').getAttribute('data-room-id'))!
     const records = await rawRecords(page)
     expect(records.length).toBeGreaterThanOrEqual(4) // session, cursor, outbox, rooms, timeline
     const disk = Buffer.concat(

@@ -14,14 +14,24 @@ import { startFederation, type Federation } from '../../../homeserver/test/suppo
 
 export const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts', import.meta.url))
 
-/** A build of the web client in its own temp directory (test files run in parallel: no shared dist/). */
+/**
+ * A production build of the web client, as shipped, in its own temp directory (test files run in
+ * parallel: no shared dist/). vitest runs with NODE_ENV=test, under which Vite would build Svelte's
+ * development runtime (stack captures on every effect: several times slower rows).
+ */
 export async function buildWebClient(): Promise<{ dir: string; remove(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'parley-web-'))
-  await build({
-    configFile: fileURLToPath(new URL('../../vite.config.ts', import.meta.url)),
-    logLevel: 'warn',
-    build: { outDir: dir, emptyOutDir: true },
-  })
+  const env = process.env.NODE_ENV
+  process.env.NODE_ENV = 'production'
+  try {
+    await build({
+      configFile: fileURLToPath(new URL('../../vite.config.ts', import.meta.url)),
+      logLevel: 'warn',
+      build: { outDir: dir, emptyOutDir: true },
+    })
+  } finally {
+    process.env.NODE_ENV = env
+  }
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) }
 }
 
@@ -62,9 +72,10 @@ export async function startWebSuite(servers: readonly string[]): Promise<WebSuit
   }
 }
 
-/** What the recording DesktopApi saw (on `window.recorded`). */
+/** What the recording DesktopApi saw (on `window.recorded`), and how tests hand it a deep link. */
 export interface Recorded {
   recorded: { notifications: Array<{ title: string; body: string }>; badge: number }
+  openDeepLink(link: { kind: 'room' | 'invite'; room: string }): void
 }
 
 /**
@@ -93,6 +104,11 @@ export async function openPage(
         platform: 'web',
         notify: (title: string, body: string) => recorded.notifications.push({ title, body }),
         setBadge: (count: number) => (recorded.badge = count),
+        // Tests deliver parley:// links as the shell would: `window.openDeepLink({kind, room})`.
+        onDeepLink: (listener: (link: unknown) => void) => {
+          Object.assign(window, { openDeepLink: listener })
+          return () => {}
+        },
       },
     })
   })

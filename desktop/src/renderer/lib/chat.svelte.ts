@@ -10,8 +10,11 @@ import {
   type ConnectionStatus,
   type OutboxEntry,
 } from '@parley/protocol/client'
-import type { ClientEvent, RoomSummary } from '@parley/protocol/schema'
-import type { DesktopApi } from './desktop-api.ts'
+import type { ClientEvent, PresenceStatus, RoomSummary } from '@parley/protocol/schema'
+import type { DeepLink, DesktopApi } from './desktop-api.ts'
+import { mentionsIn, mentionsUser } from './mentions.ts'
+import { RoomTimeline } from './room-timeline.ts'
+import type { UnreadMark } from './timeline-layout.ts'
 
 /**
  * What the app persists: the client library's store plus what it renders before the network answers
@@ -35,8 +38,6 @@ export class Chat {
   me = $state<string | null>(null)
   rooms = $state<RoomSummary[]>([])
   selected = $state<string | null>(null)
-  /** Events of each room, ordered by seq. */
-  timelines = $state<Record<string, ClientEvent[]>>({})
   /** Sends not yet acknowledged (they survive reloads), oldest first. */
   pending = $state<OutboxEntry[]>([])
   /** Sends refused for good, by txn id. */
@@ -79,6 +80,7 @@ export class Chat {
   async #start(client: ParleyClient): Promise<void> {
     this.#client = client
     this.#watchNetwork()
+    await this.#loadMentions()
     this.me = (await this.store.getSession())?.user_id ?? null
     client.on('status', (s) => (this.status = s))
     client.on('event', ({ event, live }) => this.#onEvent(event, live))
@@ -93,6 +95,11 @@ export class Chat {
     client.on('typing', ({ room, user_ids }) => {
       this.typing = { ...this.typing, [room]: user_ids.filter((u) => u !== this.me) }
     })
+    client.on('presence', ({ user_id, status }) => {
+      this.presence = { ...this.presence, [user_id]: status }
+    })
+    // After a (re)connection, statuses may have changed while we were away: ask again.
+    client.on('ready', () => void this.#fetchPresence(this.#dmPeers()))
     client.on('receipt', ({ room, user_id, seq }) => {
       this.receipts = { ...this.receipts, [room]: { ...this.receipts[room], [user_id]: seq } }
     })
@@ -114,20 +121,12 @@ export class Chat {
   }
 
   #onEvent(event: ClientEvent, live: boolean): void {
-    const list = this.timelines[event.room] ?? []
-    if (!list.some((e) => e.event_id === event.event_id)) {
-      const next = [...list, event].sort((a, b) => a.seq - b.seq)
-      this.timelines = { ...this.timelines, [event.room]: next }
-      this.#timelineChanged(event.room)
-    }
+    if (this.#insertEvents(event.room, [event])) this.#timelineChanged(event.room)
     if (event.type === 'm.member' || live) this.#scheduleRooms()
     // Reading the room on screen as it happens: tell the others (their "seen by").
     if (live && event.room === this.selected && event.sender !== this.me && document.hasFocus())
       this.#client?.receipt(event.room, event.event_id)
-    if (live && event.type === 'm.message' && event.sender !== this.me && event.room !== this.selected) {
-      const room = this.rooms.find((r) => r.room_id === event.room)
-      if (room?.kind === 'dm') this.desktop.notify(event.sender, String(event.content.body ?? ''))
-    }
+    if (live && event.type === 'm.message' && event.sender !== this.me) this.#noticeMessage(event)
   }
 
   /** Room summaries change with every event: refresh them at most a few times a second. */
@@ -143,6 +142,8 @@ export class Chat {
     if (!this.#client) return
     try {
       this.rooms = await this.#client.api.listRooms()
+      const unknown = this.#dmPeers().filter((u) => !(u in this.presence))
+      if (unknown.length > 0) void this.#fetchPresence(unknown)
       this.desktop.setBadge(this.rooms.reduce((n, r) => n + r.unread, 0))
       this.#cacheWrite(this.store.putRooms($state.snapshot(this.rooms)))
     } catch {
@@ -155,6 +156,8 @@ export class Chat {
   }
 
   select(room: string): void {
+    this.#clearMentions(room)
+    this.#markUnread(room)
     this.selected = room
     if (!this.timelines[room]) void this.#loadCachedTimeline(room)
     const last = this.timelines[room]?.at(-1)
@@ -171,12 +174,7 @@ export class Chat {
     if (!this.#client) return
     try {
       const page = await this.#client.api.messages(room, { limit: 50 })
-      const known = new Set((this.timelines[room] ?? []).map((e) => e.event_id))
-      const fresh = page.events.filter((e) => !known.has(e.event_id))
-      if (fresh.length === 0) return
-      const next = [...(this.timelines[room] ?? []), ...fresh].sort((a, b) => a.seq - b.seq)
-      this.timelines = { ...this.timelines, [room]: next }
-      this.#timelineChanged(room)
+      if (this.#addPage(room, page)) this.#timelineChanged(room)
     } catch {
       // Not a member (yet) or offline: the timeline shows what sync brought.
     }
@@ -202,6 +200,8 @@ export class Chat {
       return this.#sendEvent(room, 'm.edit', { target: editing.event_id, body, format: 'markdown' })
     const content: Record<string, unknown> = { body, format: 'markdown' }
     if (reply) content.reply_to = reply.event_id
+    const mentions = mentionsIn(body)
+    if (mentions.length > 0) content.mentions = mentions
     await this.#sendEvent(room, 'm.message', content)
   }
 
@@ -248,8 +248,9 @@ export class Chat {
     return room
   }
 
-  async createGroup(name: string, invite: string[]): Promise<string> {
-    const room = await this.#client!.api.createRoom({ kind: 'group', name, invite })
+  /** A group (everyone writes) or a broadcast room (only admins write, everyone reads). */
+  async createGroup(name: string, invite: string[], kind: 'group' | 'broadcast' = 'group'): Promise<string> {
+    const room = await this.#client!.api.createRoom({ kind, name, invite })
     await this.refreshRooms()
     this.select(room)
     return room
@@ -269,14 +270,209 @@ export class Chat {
     await this.#client!.api.kick(room, userId)
   }
 
+  /** A room's members; their presence is fetched along (and then kept current by live updates). */
   async members(room: string) {
-    return this.#client!.api.members(room)
+    const members = await this.#client!.api.members(room)
+    void this.#fetchPresence(members.map((m) => m.user_id).filter((u) => !(u in this.presence)))
+    return members
+  }
+
+  // ---- presence ----
+
+  /** Presence of the people the user sees (DM peers, members listed): fetched, then pushed live. */
+  presence = $state<Record<string, PresenceStatus>>({})
+
+  #dmPeers(): string[] {
+    return this.rooms.flatMap((r) => (r.kind === 'dm' && r.dm_peer ? [r.dm_peer] : []))
+  }
+
+  async #fetchPresence(users: readonly string[]): Promise<void> {
+    const client = this.#client
+    for (let i = 0; client && i < users.length; i += 100) {
+      try {
+        const got = await client.api.presence(users.slice(i, i + 100))
+        this.presence = { ...this.presence, ...got }
+      } catch {
+        return // offline: the next connection asks again
+      }
+    }
   }
 
   async join(room: string): Promise<void> {
     await this.#client!.api.join(room)
+    if (this.linkPrompt?.room === room) this.linkPrompt = null
     await this.refreshRooms()
     this.select(room)
+  }
+
+  // ---- timeline paging (timeline helper) ----
+
+  /**
+   * Each room's events and their fold, kept incrementally (lib/room-timeline.ts): a new event costs
+   * O(log n) (usually an append) in a room of 100,000, not a copy, a sort and a fold of the room. The
+   * timelines are plain objects; `#versions` is the reactive part, one number per room.
+   */
+  readonly #roomTimelines = new Map<string, RoomTimeline>()
+  #versions = $state.raw<Readonly<Record<string, number>>>({})
+  /** When paging a room's history last failed (no retry for a few seconds). */
+  readonly #olderFailed = new Map<string, number>()
+  /** What was unread in each room when it was last opened (lib/timeline-layout.ts `firstUnread`). */
+  unreadMarks = $state.raw<Readonly<Record<string, UnreadMark>>>({})
+
+  /** Events of each room, ordered by seq (read-only: the arrays change in place as events arrive). */
+  get timelines(): Readonly<Record<string, readonly ClientEvent[]>> {
+    void this.#versions
+    return Object.fromEntries([...this.#roomTimelines].map(([room, t]) => [room, t.events]))
+  }
+
+  /** A room's timeline object; read {@link timelineVersion} to react to its changes. */
+  roomTimeline(room: string): RoomTimeline {
+    let timeline = this.#roomTimelines.get(room)
+    if (!timeline) this.#roomTimelines.set(room, (timeline = new RoomTimeline(this.me)))
+    return timeline
+  }
+
+  /** Changes whenever the room's events or its paging state change (reactive). */
+  timelineVersion(room: string): number {
+    return this.#versions[room] ?? 0
+  }
+
+  #bump(room: string): void {
+    this.#versions = { ...this.#versions, [room]: this.roomTimeline(room).version }
+  }
+
+  /** Adds events to a room's timeline; true if any was new. */
+  #insertEvents(room: string, events: readonly ClientEvent[]): boolean {
+    if (this.roomTimeline(room).insert(events) === 0) return false
+    this.#bump(room)
+    return true
+  }
+
+  /** A page of history (newest first); without `next_before` it reaches the start of the room. */
+  #addPage(
+    room: string,
+    page: { events: readonly ClientEvent[]; next_before?: number | undefined },
+  ): boolean {
+    const timeline = this.roomTimeline(room)
+    const added = timeline.insert(page.events) > 0
+    if (page.next_before === undefined && !timeline.atStart) {
+      timeline.atStart = true
+      timeline.touch()
+    }
+    this.#bump(room)
+    return added
+  }
+
+  /**
+   * Pages in the history just before a room's oldest loaded event (scrolling up). One page at a time;
+   * after a failure (offline), no retry for a few seconds.
+   */
+  async loadOlder(room: string, limit = 100): Promise<void> {
+    const timeline = this.roomTimeline(room)
+    const client = this.#client
+    if (!client || timeline.atStart || timeline.loadingOlder) return
+    if (Date.now() - (this.#olderFailed.get(room) ?? 0) < 3000) return
+    // An invitee cannot read the room's history yet.
+    if (this.rooms.find((r) => r.room_id === room)?.membership !== 'join') return
+    timeline.loadingOlder = true
+    timeline.touch()
+    this.#bump(room)
+    try {
+      const before = timeline.events[0]?.seq
+      this.#addPage(
+        room,
+        await client.api.messages(room, before === undefined ? { limit } : { before, limit }),
+      )
+    } catch {
+      this.#olderFailed.set(room, Date.now())
+    } finally {
+      timeline.loadingOlder = false
+      timeline.touch()
+      this.#bump(room)
+    }
+  }
+
+  /**
+   * Remembers what is unread as the room opens (opening it sends a read receipt, after which the
+   * server counts nothing as unread): the summary's count and `last_seq`, and the user's own receipt
+   * if one arrived in this session. Where the divider goes is decided from these by `firstUnread`.
+   */
+  #markUnread(room: string): void {
+    const summary = this.rooms.find((r) => r.room_id === room)
+    const mark: UnreadMark = {
+      count: summary?.unread ?? 0,
+      receiptSeq: this.me === null ? null : (this.receipts[room]?.[this.me] ?? null),
+      lastSeq: summary?.last_seq ?? 0,
+    }
+    this.unreadMarks = { ...this.unreadMarks, [room]: mark }
+  }
+
+  #resetTimelines(): void {
+    this.#roomTimelines.clear()
+    this.#olderFailed.clear()
+    this.#versions = {}
+    this.unreadMarks = {}
+  }
+
+  // ---- mentions, notifications, deep links ----
+
+  /** Unread mentions of the user per room, counted by this client (the server cannot read encrypted rooms). */
+  mentions = $state<Record<string, number>>({})
+  /** A `parley://` link waiting for the user: a room to join, or one that could not be opened. */
+  linkPrompt = $state<{ kind: 'join' | 'unknown'; room: string } | null>(null)
+
+  /**
+   * A live message from someone else: DMs and mentions notify, unless the room is on screen and the
+   * window has focus; a mention off screen also counts in the room list.
+   */
+  #noticeMessage(event: ClientEvent): void {
+    const onScreen = event.room === this.selected && document.hasFocus()
+    if (onScreen) return
+    const mentioned = mentionsUser(event.content, this.me)
+    if (mentioned && event.room !== this.selected) {
+      this.mentions = { ...this.mentions, [event.room]: (this.mentions[event.room] ?? 0) + 1 }
+      void this.store.setItem('mentions', JSON.stringify(this.mentions)).catch(() => {})
+    }
+    const room = this.rooms.find((r) => r.room_id === event.room)
+    if (mentioned || room?.kind === 'dm') this.desktop.notify(event.sender, String(event.content.body ?? ''))
+  }
+
+  /** Mention counts kept across restarts (read back as untrusted input). */
+  async #loadMentions(): Promise<void> {
+    try {
+      const parsed: unknown = JSON.parse((await this.store.getItem('mentions')) ?? '{}')
+      if (typeof parsed !== 'object' || parsed === null) return
+      const counts: Record<string, number> = {}
+      for (const [room, n] of Object.entries(parsed))
+        if (typeof n === 'number' && Number.isSafeInteger(n) && n > 0) counts[room] = n
+      this.mentions = counts
+    } catch {
+      // Unreadable: start from none.
+    }
+  }
+
+  #clearMentions(room: string): void {
+    if (!this.mentions[room]) return
+    const { [room]: _, ...rest } = this.mentions
+    this.mentions = rest
+    void this.store.setItem('mentions', JSON.stringify(rest)).catch(() => {})
+  }
+
+  /**
+   * Opens a `parley://` link: a room the user is in opens; an invitation (or a room link to a room
+   * they are not in) asks before joining: a link never makes the user act on its own.
+   */
+  openLink(link: DeepLink): void {
+    const room = this.rooms.find((r) => r.room_id === link.room)
+    if (room?.membership === 'join') {
+      this.linkPrompt = null
+      this.select(link.room)
+    } else {
+      this.linkPrompt = {
+        kind: link.kind === 'invite' || room?.membership === 'invite' ? 'join' : 'unknown',
+        room: link.room,
+      }
+    }
   }
 
   // ---- local cache of timelines ----
@@ -308,7 +504,7 @@ export class Chat {
       this.#timelinesToCache.clear()
       for (const r of rooms) {
         const events = this.timelines[r]
-        if (events) this.#cacheWrite(this.store.putTimeline(r, $state.snapshot(events).slice(-100)))
+        if (events) this.#cacheWrite(this.store.putTimeline(r, events.slice(-100)))
       }
       this.cacheSaved = this.#cacheWrites === 0
     }, 1000)
@@ -318,11 +514,7 @@ export class Chat {
   async #loadCachedTimeline(room: string): Promise<void> {
     const cached = await this.store.getTimeline(room)
     if (!cached || cached.length === 0) return
-    const known = new Set((this.timelines[room] ?? []).map((e) => e.event_id))
-    const fresh = cached.filter((e) => !known.has(e.event_id))
-    if (fresh.length === 0) return
-    const next = [...(this.timelines[room] ?? []), ...fresh].sort((a, b) => a.seq - b.seq)
-    this.timelines = { ...this.timelines, [room]: next }
+    this.#insertEvents(room, cached)
   }
 
   async signOut(): Promise<void> {
@@ -336,8 +528,11 @@ export class Chat {
     await this.store.clear()
     this.me = null
     this.rooms = []
-    this.timelines = {}
+    this.#resetTimelines()
     this.pending = []
     this.selected = null
+    this.mentions = {}
+    this.linkPrompt = null
+    this.presence = {}
   }
 }

@@ -14,14 +14,23 @@ const en = {
   'rooms.heading': 'Rooms',
   'rooms.empty': 'No rooms yet. Start a chat.',
   'rooms.unread': '{count} unread',
+  'rooms.mentions.one': '1 mention of you',
+  'rooms.mentions.other': '{count} mentions of you',
+  'link.join': 'You were invited to {room}. Join it?',
+  'link.unknown': 'That link is for a room you are not in ({room}).',
+  'link.dismiss': 'Dismiss',
   'rooms.invited': 'Invitation',
   'rooms.join': 'Join',
   'rooms.dm': 'Direct message',
+  'presence.online': 'Online',
+  'presence.away': 'Away',
+  'presence.offline': 'Offline',
   'newchat.heading': 'Start a chat',
   'newchat.user': 'User id, e.g. @bob:globex.example',
   'newchat.dm': 'Message',
   'newchat.group': 'New group',
   'newchat.groupName': 'Group name',
+  'newchat.broadcast': 'New broadcast',
   'newchat.failed': 'Could not start the chat: {reason}',
   'timeline.empty': 'No messages yet. Say hello.',
   'timeline.pending': 'Sending…',
@@ -54,11 +63,25 @@ const en = {
   'composer.cancel': 'Cancel',
   'composer.placeholder': 'Message {room}',
   'composer.send': 'Send',
+  'composer.readOnly': 'Only admins can post in this broadcast room.',
   'status.online': 'Connected',
   'status.connecting': 'Connecting…',
   'status.syncing': 'Catching up…',
   'status.offline': 'Offline: messages will be sent when you are back',
   signout: 'Sign out',
+  // ---- timeline: virtualised list, day separators, unread (timeline helper) ----
+  'timeline.label': 'Messages in {room}',
+  'timeline.today': 'Today',
+  'timeline.yesterday': 'Yesterday',
+  'timeline.loadingOlder': 'Loading older messages…',
+  'timeline.historyStart': 'This is the start of the conversation',
+  'timeline.unreadDivider': 'New messages',
+  'timeline.jumpUnread.one': '1 new message — jump',
+  'timeline.jumpUnread.other': '{count} new messages — jump',
+  'timeline.newBelow.one': '1 new message below',
+  'timeline.newBelow.other': '{count} new messages below',
+  'timeline.announce': 'New message from {user}: {body}',
+  'timeline.dismiss': 'Dismiss',
 } as const
 
 export type MessageKey = keyof typeof en
@@ -66,4 +89,38 @@ export type MessageKey = keyof typeof en
 /** The text for `key` in the current locale, with `{placeholders}` filled in. */
 export function t(key: MessageKey, vars: Readonly<Record<string, string | number>> = {}): string {
   return en[key].replace(/\{(\w+)\}/g, (whole, name: string) => (name in vars ? String(vars[name]) : whole))
+}
+
+// ---- dates and plurals (timeline helper) ----
+
+/** The locale of the messages above (English only so far); dates and plurals follow it. */
+export const LOCALE = 'en'
+const plurals = new Intl.PluralRules(LOCALE)
+const dayFormat = new Intl.DateTimeFormat(LOCALE, {
+  weekday: 'long',
+  year: 'numeric',
+  month: 'long',
+  day: 'numeric',
+})
+
+/** `one` or `other` by the locale's plural rule for `count`, with `{count}` filled in. */
+export function tn(
+  one: MessageKey,
+  other: MessageKey,
+  count: number,
+  vars: Readonly<Record<string, string | number>> = {},
+): string {
+  return t(plurals.select(count) === 'one' ? one : other, { ...vars, count })
+}
+
+/** A day separator's label: "Today", "Yesterday", or the local date written out in the locale. */
+export function formatDay(ts: number, now: number = Date.now()): string {
+  const day = new Date(ts)
+  const today = new Date(now)
+  const sameDay = (a: Date, b: Date) =>
+    a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate()
+  if (sameDay(day, today)) return t('timeline.today')
+  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1)
+  if (sameDay(day, yesterday)) return t('timeline.yesterday')
+  return dayFormat.format(day)
 }

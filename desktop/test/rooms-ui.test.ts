@@ -1,0 +1,134 @@
+/**
+ * Room features of the web client in real Chromium against two federated homeservers: mentions
+ * across servers (badge in the room list, a notification even in a group, cleared on opening),
+ * broadcast rooms (only admins get a composer), and `parley://` links (a room link opens the room,
+ * an invitation asks before joining, a link to a room the user is not in says so).
+ */
+import type { Browser, Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Federation } from '../../homeserver/test/support/federation.ts'
+import {
+  expectText as expectTextOn,
+  openPage,
+  say,
+  signUp,
+  startWebSuite,
+  type Recorded,
+  type WebSuite,
+} from './support/browser.ts'
+
+const ACME = 'acme.localhost'
+const GLOBEX = 'globex.localhost'
+
+let suite: WebSuite
+let fed: Federation
+let browser: Browser
+const problems: string[] = []
+
+beforeAll(async () => {
+  suite = await startWebSuite([ACME, GLOBEX])
+  ;({ fed, browser } = suite)
+}, 120_000)
+
+afterAll(() => suite?.close())
+
+async function open(server: string): Promise<Page> {
+  return openPage(await browser.newContext(), fed.urls[server]!, problems, server)
+}
+
+function expectText(page: Page, selector: string, text: string): Promise<void> {
+  return expectTextOn(page, selector, text, problems)
+}
+
+const notifications = (page: Page) =>
+  page.evaluate(() => (window as unknown as Recorded).recorded.notifications)
+
+async function newRoom(
+  page: Page,
+  name: string,
+  kind: 'New group' | 'New broadcast',
+  invite = '',
+): Promise<string> {
+  await page.getByLabel('User id, e.g. @bob:globex.example').fill(invite)
+  await page.getByLabel('Group name').fill(name)
+  await page.getByRole('button', { name: kind }).click()
+  await expectText(page, '.room-name', name)
+  await expect.poll(() => page.locator('[aria-current="true"] .room-name').textContent()).toBe(name)
+  return (await page.locator('main[data-room-id]').getAttribute('data-room-id'))!
+}
+
+describe('rooms in the web client', () => {
+  it('a mention from another server badges the room and notifies, also in a group; opening clears it', async () => {
+    const ada = await open(ACME)
+    const ben = await open(GLOBEX)
+    await signUp(ada, 'ada')
+    await signUp(ben, 'ben')
+    await newRoom(ada, 'Design', 'New group', `@ben:${GLOBEX}`)
+    await ben.locator('[data-testid="join"]').click({ timeout: 15_000 })
+    await expectText(ada, '.notice', `@ben:${GLOBEX} joined`)
+    // ben looks at another room, so Design is off screen for him.
+    await newRoom(ben, 'Elsewhere', 'New group')
+
+    await say(ada, 'no ping for anyone here')
+    await say(ada, `@ben:${GLOBEX} can you review this?`)
+    await ben.locator('[data-testid="mentions"]').waitFor({ timeout: 15_000 })
+    expect(await ben.locator('[data-testid="mentions"]').getAttribute('aria-label')).toBe('1 mention of you')
+    await expect
+      .poll(() => notifications(ben))
+      .toEqual([{ title: `@ada:${ACME}`, body: `@ben:${GLOBEX} can you review this?` }])
+
+    await ben.getByRole('button', { name: /^Design/ }).click()
+    await expectText(ben, '[data-testid="message"]', 'can you review this?')
+    expect(await ben.locator('[data-testid="mentions"]').count()).toBe(0)
+    // After a reload the cleared count stays cleared (it is kept in the cache).
+    await ben.reload()
+    await expectText(ben, '.room-name', 'Design')
+    expect(await ben.locator('[data-testid="mentions"]').count()).toBe(0)
+    expect(problems).toEqual([])
+  }, 90_000)
+
+  it('in a broadcast room only admins get a composer', async () => {
+    const cal = await open(ACME)
+    const dot = await open(ACME)
+    await signUp(cal, 'cal')
+    await signUp(dot, 'dot')
+    await newRoom(cal, 'Announcements', 'New broadcast', `@dot:${ACME}`)
+    await say(cal, 'office closed on friday')
+    await dot.locator('[data-testid="join"]').click({ timeout: 15_000 })
+    await expectText(dot, '[data-testid="message"]', 'office closed on friday')
+    await dot.locator('[data-testid="read-only"]').waitFor()
+    expect(await dot.locator('textarea[name="message"]').count()).toBe(0)
+    expect(await cal.locator('textarea[name="message"]').count()).toBe(1)
+    expect(problems).toEqual([])
+  }, 60_000)
+
+  it('parley:// links: a room opens, an invitation asks first, an unknown room is explained', async () => {
+    const eve = await open(ACME)
+    const fay = await open(GLOBEX)
+    await signUp(eve, 'eve')
+    await signUp(fay, 'fay')
+    const first = await newRoom(fay, 'First', 'New group')
+    await newRoom(fay, 'Second', 'New group')
+    const deliver = (page: Page, link: { kind: 'room' | 'invite'; room: string }) =>
+      page.evaluate((l) => (window as unknown as Recorded).openDeepLink(l), link)
+
+    await deliver(fay, { kind: 'room', room: first })
+    await expect.poll(() => fay.locator('[aria-current="true"] .room-name').textContent()).toBe('First')
+
+    const party = await newRoom(eve, 'Party', 'New group', `@fay:${GLOBEX}`)
+    await expectText(fay, '.room-name', 'Party')
+    await deliver(fay, { kind: 'invite', room: party })
+    await expectText(fay, '[data-testid="link-prompt"]', 'You were invited to')
+    // Nothing happened without the user's say-so.
+    expect(await fay.locator('[data-testid="join"]').count()).toBe(1)
+    await fay.locator('[data-testid="link-prompt"]').getByRole('button', { name: 'Join' }).click()
+    await expect.poll(() => fay.locator('[aria-current="true"] .room-name').textContent()).toBe('Party')
+    expect(await fay.locator('[data-testid="link-prompt"]').count()).toBe(0)
+
+    await deliver(eve, { kind: 'room', room: first })
+    await expectText(eve, '[data-testid="link-prompt"]', 'a room you are not in')
+    await eve.getByRole('button', { name: 'Dismiss' }).click()
+    expect(await eve.locator('[data-testid="link-prompt"]').count()).toBe(0)
+    expect(problems).toEqual([])
+  }, 90_000)
+})
