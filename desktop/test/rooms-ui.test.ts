@@ -131,4 +131,40 @@ describe('rooms in the web client', () => {
     expect(await eve.locator('[data-testid="link-prompt"]').count()).toBe(0)
     expect(problems).toEqual([])
   }, 90_000)
+
+  it('presence: a DM shows the peer online, away after five minutes hidden, online again when back', async () => {
+    const ivy = await open(ACME)
+    const jonContext = await browser.newContext()
+    const jon = await jonContext.newPage()
+    await jon.clock.install()
+    await jon.goto(fed.urls[ACME]!)
+    await signUp(ivy, 'ivy')
+    await signUp(jon, 'jon')
+    await ivy.getByLabel('User id, e.g. @bob:globex.example').fill(`@jon:${ACME}`)
+    await ivy.getByRole('button', { name: 'Message', exact: true }).click()
+    await jon.locator('[data-testid="join"]').click({ timeout: 15_000 })
+    const dot = ivy.locator('.room-button .presence')
+    await expect.poll(() => dot.getAttribute('data-presence'), { timeout: 15_000 }).toBe('online')
+
+    const setVisibility = (state: 'hidden' | 'visible') =>
+      jon.evaluate((s) => {
+        Object.defineProperty(document, 'visibilityState', { value: s, configurable: true })
+        document.dispatchEvent(new Event('visibilitychange'))
+      }, state)
+    await setVisibility('hidden')
+    // Five minutes on jon's clock, in 10 s steps: his client keeps pinging (and hearing pongs) as it
+    // would over real minutes, so the connection stays up while the away timer runs.
+    for (let step = 0; step < 29; step++) {
+      await jon.clock.fastForward(10_000)
+      await jon.locator('[data-status="online"]').waitFor()
+    }
+    expect(await dot.getAttribute('data-presence')).toBe('online')
+    await jon.clock.fastForward(11_000)
+    await expect.poll(() => dot.getAttribute('data-presence'), { timeout: 15_000 }).toBe('away')
+    await setVisibility('visible')
+    await expect.poll(() => dot.getAttribute('data-presence'), { timeout: 15_000 }).toBe('online')
+    await jonContext.close()
+    await expect.poll(() => dot.getAttribute('data-presence'), { timeout: 15_000 }).toBe('offline')
+    expect(problems).toEqual([])
+  }, 60_000)
 })

@@ -118,11 +118,39 @@ export class Chat {
     this.#networkWatched = true
     window.addEventListener('online', this.#onNetwork)
     window.addEventListener('offline', this.#onNetwork)
+    document.addEventListener('visibilitychange', this.#onVisibility)
+  }
+
+  /** After this long hidden (minimised, another tab), the user shows as away. */
+  static readonly AWAY_AFTER_MS = 5 * 60_000
+  #awayTimer: ReturnType<typeof setTimeout> | null = null
+  #away = false
+
+  /** Hidden for a while: away; visible again: online (the server marks us offline on disconnect). */
+  readonly #onVisibility = () => {
+    if (this.#awayTimer) clearTimeout(this.#awayTimer)
+    this.#awayTimer = null
+    if (document.visibilityState === 'hidden') {
+      this.#awayTimer = setTimeout(() => {
+        this.#away = this.#client?.presence('away') ?? false
+      }, Chat.AWAY_AFTER_MS)
+    } else if (this.#away) {
+      this.#away = false
+      this.#client?.presence('online')
+    }
   }
 
   #onEvent(event: ClientEvent, live: boolean): void {
     if (this.#insertEvents(event.room, [event])) this.#timelineChanged(event.room)
     if (event.type === 'm.member' || live) this.#scheduleRooms()
+    // Someone joined a room with us: their presence is now ours to see (it was hidden before).
+    if (
+      live &&
+      event.type === 'm.member' &&
+      event.content.membership === 'join' &&
+      event.state_key !== this.me
+    )
+      void this.#fetchPresence([event.state_key!])
     // Reading the room on screen as it happens: tell the others (their "seen by").
     if (live && event.room === this.selected && event.sender !== this.me && document.hasFocus())
       this.#client?.receipt(event.room, event.event_id)
