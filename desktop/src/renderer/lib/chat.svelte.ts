@@ -194,6 +194,27 @@ export class Chat {
     void this.#loadHistory(room)
   }
 
+  /** The window got focus back: what arrived in the open room meanwhile is read now. */
+  windowFocused(): void {
+    const room = this.selected
+    const last = room ? this.timelines[room]?.at(-1) : undefined
+    if (!room || !last) return
+    const summary = this.rooms.find((r) => r.room_id === room)
+    if (summary && summary.unread > 0) {
+      this.#client?.receipt(room, last.event_id)
+      this.#scheduleRooms()
+    }
+  }
+
+  /** Opens the joined room `step` places above (-1) or below (+1) the open one in the list, wrapping. */
+  selectNext(step: 1 | -1): void {
+    const joined = this.rooms.filter((r) => r.membership === 'join')
+    if (joined.length === 0) return
+    const at = joined.findIndex((r) => r.room_id === this.selected)
+    const next = at < 0 ? (step > 0 ? 0 : joined.length - 1) : (at + step + joined.length) % joined.length
+    this.select(joined[next]!.room_id)
+  }
+
   /**
    * The latest page of a room's history. Sync brings what happened while we were members; events from
    * before we joined (a DM's first message, sent while we were invited) come from history.
