@@ -231,7 +231,7 @@ describe('ACME fetching media from a hostile origin', () => {
     expect(await strayFiles(s.server)).toEqual([])
   })
 
-  it('refuses a peer that lies: more bytes than declared, a wrong hash, facts that change between chunks', async () => {
+  it('refuses a peer that lies: more bytes than declared, a wrong hash, facts that change between chunks, a drip', async () => {
     const s = await withMallory()
     const bytes = new Uint8Array(randomBytes(MEDIA_CHUNK_BYTES + 10))
     const lies: Array<[number, (get: LinkFrame) => object]> = [
@@ -263,6 +263,8 @@ describe('ACME fetching media from a hostile origin', () => {
       ],
       // An answer for another offset than asked.
       [1, (get) => part(get, factsOf(bytes, s.room), 5, bytes.subarray(5, 100))],
+      // A drip: one byte where a full chunk is due (it would hold our fetch slot for hours).
+      [1, (get) => part(get, factsOf(bytes, s.room), 0, bytes.subarray(0, 1))],
     ]
     for (const [i, [asks, lie]] of lies.entries()) {
       const before = badMedia(s.server)

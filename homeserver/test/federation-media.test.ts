@@ -253,6 +253,7 @@ describe('federated media', () => {
           c.inline ? c.type.toLowerCase() : 'application/octet-stream',
         )
         expect(res.headers.get('x-content-type-options')).toBe('nosniff')
+        expect(res.headers.get('cache-control')).toBe('no-store')
         expect(res.headers.get('content-security-policy')).toBe("sandbox; default-src 'none'")
         expect(res.headers.get('set-cookie')).toBeNull()
       }

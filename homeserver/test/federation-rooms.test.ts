@@ -171,7 +171,7 @@ describe('federated rooms', () => {
     }
   }, 60_000)
 
-  it('servers that start sharing a room learn who in it is online (presence is otherwise sent on change only)', async () => {
+  it('servers that start sharing a room learn who in it is online; a peer that goes away leaves its users offline', async () => {
     fed = await startFederation([ACME, GLOBEX])
     const [a, b] = [fed.get(ACME), fed.get(GLOBEX)]
     const alice = await register(a, 'alice')
@@ -206,6 +206,14 @@ describe('federated rooms', () => {
       .toBe('online')
     // Only the room's members were announced: carol's status stayed on acme.
     expect(b.services.ephemeral.presenceOf(carol.user_id)).toBe('offline')
+
+    // globex goes away: nobody speaks for bob any more, so acme shows him offline, not frozen online.
+    await fed.stop(GLOBEX)
+    await expect
+      .poll(async () => (await ask(a, alice.access_token, [bob.user_id])).body.presence[bob.user_id], {
+        timeout: 10_000,
+      })
+      .toBe('offline')
   }, 30_000)
 
   it('typing, read receipts and presence cross servers; a server cannot speak for the users of another', async () => {

@@ -3,7 +3,7 @@
  * stand-in keychain (the real one is Electron's safeStorage).
  */
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -75,6 +75,17 @@ describe('secret store', () => {
       await writeFile(file, text)
       expect(await new SecretStore(file, xorKeychain()).get('a'), text).toBeNull()
     }
+  })
+
+  it('does not keep in use a secret it failed to write, and leaves no temp file behind on success', async () => {
+    const store = new SecretStore(file, xorKeychain())
+    await store.set('kept', 'old')
+    expect(await readdir(dir)).toEqual(['secrets.json'])
+    await rm(dir, { recursive: true, force: true }) // the directory is gone: the write fails
+    await expect(store.set('kept', 'new')).rejects.toThrow()
+    await expect(store.set('fresh', 'x')).rejects.toThrow()
+    expect(await store.get('kept')).toBe('old')
+    expect(await store.get('fresh')).toBeNull()
   })
 
   it('keeps every secret when writes overlap', async () => {

@@ -3,7 +3,8 @@
  * (`safeStorage`, behind the {@link Keychain} interface so tests can run without Electron) and kept in
  * one JSON file of the user-data directory: base64 ciphertexts only, never plaintext on disk.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises'
+import { open, readFile, rename } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { z } from 'zod'
 
 /** `safeStorage`'s encrypt and decrypt. */
@@ -34,15 +35,42 @@ export class SecretStore {
   /** Encrypts and stores the secret; resolves once the file is written. */
   async set(name: string, value: string): Promise<void> {
     const secrets = await this.#load()
+    const previous = secrets.get(name)
     secrets.set(name, Buffer.from(this.#keychain.encrypt(value)).toString('base64'))
     const text = JSON.stringify(Object.fromEntries(secrets))
-    // One write at a time, each to a temporary file renamed over the old one: never a torn file.
-    const write = this.#writes.then(async () => {
-      await writeFile(`${this.#file}.tmp`, text, { mode: 0o600 })
-      await rename(`${this.#file}.tmp`, this.#file)
-    })
+    // One write at a time, each to a temporary file that is fsynced, renamed over the old one, and
+    // the rename fsynced: never a torn or empty file after a power cut (a lost cache key would sign
+    // the user out and orphan their unsent messages).
+    const write = this.#writes.then(() => this.#writeDurably(text))
     this.#writes = write.catch(() => {})
-    await write
+    try {
+      await write
+    } catch (err) {
+      // Not on disk, so not in use either: a later get must not return a secret the next run lacks.
+      if (secrets.get(name) !== undefined) {
+        if (previous === undefined) secrets.delete(name)
+        else secrets.set(name, previous)
+      }
+      throw err
+    }
+  }
+
+  async #writeDurably(text: string): Promise<void> {
+    const tmp = `${this.#file}.tmp`
+    const file = await open(tmp, 'w', 0o600)
+    try {
+      await file.writeFile(text)
+      await file.sync()
+    } finally {
+      await file.close()
+    }
+    await rename(tmp, this.#file)
+    const dir = await open(dirname(this.#file), 'r')
+    try {
+      await dir.sync()
+    } finally {
+      await dir.close()
+    }
   }
 
   #load(): Promise<Map<string, string>> {

@@ -3,7 +3,7 @@
  * (shared/bridge-values.ts), with a stand-in for main: an inbox and the announcement event.
  */
 import { describe, expect, it, vi } from 'vitest'
-import { isCacheKey, toDeepLink } from '../shared/bridge-values.ts'
+import { clip, isCacheKey, toDeepLink } from '../shared/bridge-values.ts'
 import { createDeepLinkRelay } from './deep-link-relay.ts'
 
 const ROOM = '!AAAAAAAAAAAAAAAAAAAAAA:acme.example'
@@ -131,5 +131,16 @@ describe('values from main', () => {
       key.slice(0, 42) + 'B', // non-zero padding bits: not the encoding of 32 bytes
     ])
       expect(isCacheKey(value), String(value)).toBe(false)
+  })
+})
+
+describe('clip', () => {
+  it('keeps short text, cuts long text to the limit with an ellipsis, never splitting a surrogate pair', () => {
+    expect(clip('hello', 5)).toBe('hello')
+    expect(clip('hello world', 6)).toBe('hello…')
+    expect(clip('hello world', 6)).toHaveLength(6)
+    const emoji = 'ab😀cd' // the emoji is two UTF-16 units at 2..3
+    expect(clip(emoji, 4)).toBe('ab…')
+    expect(clip('x'.repeat(32_000), 1000)).toHaveLength(1000)
   })
 })

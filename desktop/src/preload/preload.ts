@@ -5,7 +5,7 @@
  * again before the page sees it.
  */
 import { contextBridge, ipcRenderer } from 'electron'
-import { isCacheKey } from '../shared/bridge-values.ts'
+import { NOTIFY_BODY_MAX, NOTIFY_TITLE_MAX, clip, isCacheKey } from '../shared/bridge-values.ts'
 import { IPC, IPC_EVENTS } from '../shared/ipc-channels.ts'
 import { createDeepLinkRelay } from './deep-link-relay.ts'
 
@@ -15,11 +15,17 @@ const onDeepLink = createDeepLinkRelay({
   take: () => ipcRenderer.invoke(IPC.takeDeepLinks),
 })
 
+/** Fire-and-forget calls: a refusal by main is not the page's problem (and must not go unhandled). */
+const send = (channel: string, ...args: unknown[]) =>
+  void ipcRenderer.invoke(channel, ...args).catch(() => {})
+
 contextBridge.exposeInMainWorld('parleyDesktop', {
   platform: 'desktop',
-  notify: (title: string, body: string) => void ipcRenderer.invoke(IPC.notify, String(title), String(body)),
-  setBadge: (count: number) => void ipcRenderer.invoke(IPC.setBadge, Number(count)),
-  openExternal: (url: string) => void ipcRenderer.invoke(IPC.openExternal, String(url)),
+  // Cut to what main accepts (shared/desktop-api.ts): a long message still notifies, shortened.
+  notify: (title: string, body: string) =>
+    send(IPC.notify, clip(String(title), NOTIFY_TITLE_MAX), clip(String(body), NOTIFY_BODY_MAX)),
+  setBadge: (count: number) => send(IPC.setBadge, Number(count)),
+  openExternal: (url: string) => send(IPC.openExternal, String(url)),
   secretGet: (key: string) => ipcRenderer.invoke(IPC.secretGet, String(key)) as Promise<string | null>,
   secretSet: (key: string, value: string) => ipcRenderer.invoke(IPC.secretSet, String(key), String(value)),
   cacheKey: async (): Promise<string | null> => {

@@ -27,3 +27,16 @@ export function toDeepLink(value: unknown): DeepLink | null {
 export function isCacheKey(value: unknown): value is string {
   return typeof value === 'string' && /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/.test(value)
 }
+
+/** Longest notification title and body main accepts (the IPC schemas use these too). */
+export const NOTIFY_TITLE_MAX = 200
+export const NOTIFY_BODY_MAX = 1000
+
+/** `text` cut to at most `max` UTF-16 units, with an ellipsis when cut (never a lone surrogate). */
+export function clip(text: string, max: number): string {
+  if (text.length <= max) return text
+  let cut = max - 1
+  const last = text.charCodeAt(cut - 1)
+  if (last >= 0xd800 && last <= 0xdbff) cut-- // do not split a surrogate pair
+  return `${text.slice(0, cut)}…`
+}

@@ -5,6 +5,7 @@
  * and the tests; the preload imports only ipc-channels.ts and bridge-values.ts (no zod in its bundle).
  */
 import { z } from 'zod'
+import { NOTIFY_BODY_MAX, NOTIFY_TITLE_MAX } from './bridge-values.ts'
 import { IPC, IPC_EVENTS } from './ipc-channels.ts'
 
 export { IPC, IPC_EVENTS }
@@ -13,7 +14,7 @@ const Text = (max: number) => z.string().max(max)
 
 /** Argument schemas, by channel: nothing else crosses the bridge. */
 export const IPC_ARGS = {
-  [IPC.notify]: z.tuple([Text(200), Text(1000)]),
+  [IPC.notify]: z.tuple([Text(NOTIFY_TITLE_MAX), Text(NOTIFY_BODY_MAX)]),
   [IPC.setBadge]: z.tuple([z.number().int().min(0).max(1_000_000)]),
   [IPC.openExternal]: z.tuple([Text(4096)]),
   [IPC.secretGet]: z.tuple([z.string().regex(/^[a-z0-9_.-]{1,64}$/)]),

@@ -141,7 +141,10 @@ export class FederatedMedia implements RemoteMediaSource {
       const chunk = fromBase64Url(answer.data) // the schema checked it decodes
       if (chunk === null || chunk.length > MEDIA_CHUNK_BYTES) throw lie('a chunk over the chunk size')
       if (offset + chunk.length > facts.size) throw lie(`more bytes than its declared ${facts.size}`)
-      if (chunk.length === 0 && facts.size !== 0) throw lie('an empty chunk before the end')
+      // Every chunk but the last is full: a peer cannot drip a file a byte at a time, holding our
+      // fetch slots and temp files for as long as it likes (the per-chunk timeout alone allows that).
+      if (chunk.length !== Math.min(MEDIA_CHUNK_BYTES, facts.size - offset))
+        throw lie(`a chunk of ${chunk.length} bytes at ${offset} (expected a full chunk)`)
       hash.update(chunk)
       await sink.write(chunk)
       offset += chunk.length

@@ -31,6 +31,8 @@ const FAULT_LIMIT = 10
 const FAULT_WINDOW_MS = 60_000
 /** Statuses sent to a remote joiner's server per join: a burst of presence for a big room stays small. */
 const PRESENCE_ON_JOIN = 100
+/** A join older than this when it commits here (catch-up, snapshot) announces no presence. */
+const PRESENCE_JOIN_FRESH_MS = 30_000
 
 export interface ReplicationOptions {
   readonly serverName: string
@@ -116,6 +118,8 @@ export class Replication implements EphemeralRelay {
       this.outbox.linkDown(peer)
       this.toDevice.linkDown(peer)
       this.media.linkDown(peer)
+      // Nobody speaks for that server's users now: show them offline rather than frozen as they were.
+      options.ephemeral.peerDown(peer)
     })
     options.links.onFrame((peer, frame) => this.#onFrame(peer, frame))
     options.ephemeral.relay = this
@@ -173,8 +177,12 @@ export class Replication implements EphemeralRelay {
     const { ephemeral, serverName, members } = this.#o
     for (const e of events) {
       if (e.type !== 'm.member' || e.state_key === null) continue
+      // Joins replayed by catch-up or a snapshot are old news: only a join happening now announces, and
+      // only while the joiner is still in (a user kicked since must not learn anyone's presence).
+      if (this.#o.clock.now() - e.origin_ts > PRESENCE_JOIN_FRESH_MS) continue
       if ((JSON.parse(e.content) as { membership?: unknown }).membership !== 'join') continue
       const joiner = e.state_key
+      if (!members.joined(e.room_id).has(joiner)) continue
       const server = parseUserId(joiner)?.server
       if (!server) continue
       const frame = (user_id: string, status: PresenceStatus) => ({

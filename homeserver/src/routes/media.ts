@@ -16,7 +16,9 @@ const RemoteParam = z.object({ server: z.string().max(255), media_id: z.string()
 function serve(c: Context<AppEnv>, media: { row: StoredMedia; bytes: Buffer }): Response {
   return c.body(new Uint8Array(media.bytes), 200, {
     ...mediaHeaders(media.row),
-    'Cache-Control': 'private, max-age=31536000, immutable',
+    // Not even the browser's disk cache keeps a copy: an attachment would sit there in plaintext,
+    // outside the app's encrypted cache (the app keeps recent media in memory instead).
+    'Cache-Control': 'no-store',
   })
 }
 

@@ -168,6 +168,13 @@ export class EphemeralService {
     this.hub.sendToUsers(audience, JSON.stringify({ type: 'presence', user_id: userId, status }))
   }
 
+  /** The link to `server` went down: its users we knew as online or away are offline now. */
+  peerDown(server: string): void {
+    const suffix = `:${server}`
+    for (const userId of [...this.#presence.keys()])
+      if (userId.endsWith(suffix)) this.setPresence(userId, 'offline', true)
+  }
+
   /** A user's last connection closed: they are offline and typing nowhere. */
   disconnected(userId: string): void {
     for (const [room, users] of this.#typing) if (users.has(userId)) this.setTypingQuietly(userId, room)
