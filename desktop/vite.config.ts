@@ -12,6 +12,8 @@ export default defineConfig({
     emptyOutDir: true,
     // Svelte's component styles go to a CSS file: the CSP allows no inline styles.
     cssCodeSplit: false,
+    // Assets stay files: the CSP's img-src allows 'self' and blob:, not data: URIs.
+    assetsInlineLimit: 0,
     target: 'es2022',
   },
 })

@@ -39,6 +39,21 @@ describe('web client route', () => {
     expect(csp).toContain("default-src 'none'")
     expect(csp).toContain("script-src 'self' 'wasm-unsafe-eval'")
     expect(csp).not.toContain('unsafe-inline')
+    // Attachments show from blob: URLs the client makes of bytes it downloaded (and checked) through the
+    // API: images may come from there and from the client's own files, nothing else (no data:, no
+    // remote images); everything else stays as strict.
+    const directives = new Map(
+      csp.split(';').map((d) => {
+        const [name, ...values] = d.trim().split(/\s+/)
+        return [name!, values] as const
+      }),
+    )
+    expect(directives.get('img-src')).toEqual(["'self'", 'blob:'])
+    expect(directives.get('connect-src')).toEqual(["'self'"])
+    expect(directives.get('default-src')).toEqual(["'none'"])
+    expect(directives.has('media-src') || directives.has('frame-src') || directives.has('object-src')).toBe(
+      false,
+    )
     expect(await (await fetch(server.url + '/rooms/some-room')).text()).toContain('<title>Parley')
     const asset = await fetch(server.url + '/assets/app-1.js')
     expect(asset.headers.get('content-type')).toContain('text/javascript')

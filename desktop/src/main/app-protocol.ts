@@ -9,7 +9,10 @@ export const APP_CSP = [
   "default-src 'none'",
   "script-src 'self' 'wasm-unsafe-eval'",
   "style-src 'self'",
-  "img-src 'self' blob: data:",
+  // Images: the app's own files, and blob: URLs the app makes of attachments it downloaded (and
+  // checked) through the API; no data: URIs and no remote images (a remote <img> would tell its
+  // server who read what, when).
+  "img-src 'self' blob:",
   "font-src 'self'",
   // The renderer talks to the user's homeserver, wherever it is.
   'connect-src https: wss: http://127.0.0.1:* ws://127.0.0.1:* http://localhost:* ws://localhost:*',

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { IPC, IPC_ARGS, IPC_EVENTS } from '../shared/desktop-api.ts'
+import { WEB_CLIENT_CSP } from '../../../homeserver/src/routes/web-client.ts'
 import { APP_CSP, resolveAppFile } from './app-protocol.ts'
 import { deepLinkFromArgv, DeepLinkInbox, parseDeepLink } from './deep-links.ts'
 import { checkIpc } from './ipc-guard.ts'
@@ -100,6 +101,23 @@ describe('app:// path guard', () => {
     expect(APP_CSP).toContain("default-src 'none'")
     expect(APP_CSP).toContain("script-src 'self' 'wasm-unsafe-eval'")
     expect(APP_CSP).not.toMatch(/unsafe-inline|'unsafe-eval'/)
+  })
+  it('lets images come from the app and from blob: URLs only (attachments), like the web client', () => {
+    const directives = (csp: string) =>
+      new Map(
+        csp.split(';').map((d) => {
+          const [name, ...values] = d.trim().split(/\s+/)
+          return [name!, values] as const
+        }),
+      )
+    const app = directives(APP_CSP)
+    expect(app.get('img-src')).toEqual(["'self'", 'blob:'])
+    expect(app.get('default-src')).toEqual(["'none'"])
+    expect(app.has('media-src') || app.has('frame-src') || app.has('object-src')).toBe(false)
+    // The same policy as the homeserver's web-client route, but for where the homeserver is.
+    const web = directives(WEB_CLIENT_CSP)
+    for (const [name, values] of web)
+      if (name !== 'connect-src' && name !== 'manifest-src') expect(app.get(name), name).toEqual(values)
   })
 })
 

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 import { build } from 'vite'
+import type { ConfigInput } from '../../../homeserver/src/config.ts'
 import { startFederation, type Federation } from '../../../homeserver/test/support/federation.ts'
 
 export const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts', import.meta.url))
@@ -56,10 +57,16 @@ export interface WebSuite {
   close(): Promise<void>
 }
 
-/** Starts {@link WebSuite}: one homeserver per name, federated, each serving the web client. */
-export async function startWebSuite(servers: readonly string[]): Promise<WebSuite> {
+/**
+ * Starts {@link WebSuite}: one homeserver per name, federated, each serving the web client, with
+ * `overrides` of each one's configuration (e.g. a small upload limit).
+ */
+export async function startWebSuite(
+  servers: readonly string[],
+  overrides: (name: string) => Partial<ConfigInput> = () => ({}),
+): Promise<WebSuite> {
   const web = await buildWebClient()
-  const fed = await startFederation([...servers], () => ({ webClientDir: web.dir }))
+  const fed = await startFederation([...servers], (name) => ({ ...overrides(name), webClientDir: web.dir }))
   const browser = await launchChromium()
   return {
     fed,

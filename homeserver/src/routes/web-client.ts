@@ -12,7 +12,10 @@ export const WEB_CLIENT_CSP = [
   "default-src 'none'",
   "script-src 'self' 'wasm-unsafe-eval'",
   "style-src 'self'",
-  "img-src 'self' blob: data:",
+  // Images: the client's own files, and blob: URLs it makes of attachments it downloaded (and
+  // checked) through the API; no data: URIs and no remote images (a remote <img> would tell its
+  // server who read what, when).
+  "img-src 'self' blob:",
   "font-src 'self'",
   "connect-src 'self'",
   "manifest-src 'self'",

@@ -11,6 +11,10 @@ import {
   type OutboxEntry,
 } from '@parley/protocol/client'
 import type { ClientEvent, PresenceStatus, RoomSummary } from '@parley/protocol/schema'
+import { MessageContent, type Attachment } from '@parley/protocol/schema'
+import * as att from './attachments.ts'
+import { displayName } from './display-text.ts'
+import { MediaCache } from './media-cache.ts'
 import type { DeepLink, DesktopApi } from './desktop-api.ts'
 import { mentionsIn, mentionsUser } from './mentions.ts'
 import { RoomTimeline } from './room-timeline.ts'
@@ -583,5 +587,201 @@ export class Chat {
     this.mentions = {}
     this.linkPrompt = null
     this.presence = {}
+    this.#resetAttachments()
+  }
+
+  // ==== attachments and display names (attachments helper) ====================================
+
+  /** Display names by user id as fetched ('' for none); show them through {@link nameOf}. */
+  #profiles = $state.raw<Readonly<Record<string, string>>>({})
+  /** When each user's profile was last asked for (plain: asking is not showing). */
+  readonly #profileAsked = new Map<string, number>()
+  readonly #profileQueue = new Set<string>()
+  #profileTimer: ReturnType<typeof setTimeout> | null = null
+  /** A display name is asked for again after this long, when its user is on screen again. */
+  static readonly PROFILE_TTL_MS = 10 * 60_000
+
+  /** What to call a user: their display name (cleaned, capped: lib/display-text.ts) or their user id. */
+  nameOf(userId: string): string {
+    return displayName(this.#profiles[userId], userId)
+  }
+
+  /** The signed-in user's display name as the server has it ('' for none). */
+  get myDisplayName(): string {
+    return this.me === null ? '' : (this.#profiles[this.me] ?? '')
+  }
+
+  /**
+   * `userId` is on screen: fetch their display name unless known. Only users of our own server: the
+   * homeserver keeps no profiles of other servers' users (`GET /profile` answers 404), so they show as
+   * their user id. Safe to call while rendering: it changes no state, the fetch runs a moment later.
+   */
+  wantProfile(userId: string): void {
+    if (this.me === null || serverOf(userId) !== serverOf(this.me)) return
+    const asked = this.#profileAsked.get(userId)
+    if (asked !== undefined && Date.now() - asked < Chat.PROFILE_TTL_MS) return
+    this.#profileAsked.set(userId, Date.now())
+    this.#profileQueue.add(userId)
+    this.#profileTimer ??= setTimeout(() => void this.#fetchProfiles(), 50)
+  }
+
+  async #fetchProfiles(): Promise<void> {
+    this.#profileTimer = null
+    const users = [...this.#profileQueue]
+    this.#profileQueue.clear()
+    const client = this.#client
+    // One request per user (the API has no batch lookup), a few at a time.
+    for (let i = 0; client && i < users.length; i += 4) {
+      const got = await Promise.all(
+        users.slice(i, i + 4).map((user) =>
+          client.api.getProfile(user).then(
+            (p) => [user, p.display_name] as const,
+            (error: unknown) => {
+              if (error instanceof ApiError && error.errcode === 'P_NOT_FOUND') return [user, ''] as const
+              this.#profileAsked.delete(user) // offline: asked again when next on screen
+              return null
+            },
+          ),
+        ),
+      )
+      if (this.#client !== client) return
+      const next = { ...this.#profiles }
+      for (const entry of got) if (entry) next[entry[0]] = entry[1]
+      this.#profiles = next
+    }
+  }
+
+  /** Sets the user's display name (`PUT /profile`: at most 128 characters, trimmed by the server). */
+  async setDisplayName(name: string): Promise<void> {
+    if (!this.#client || this.me === null) return
+    await this.#client.api.setProfile(name)
+    this.#profiles = { ...this.#profiles, [this.me]: name.trim() }
+  }
+
+  /** Files being uploaded, or whose upload failed (until retried or taken back), oldest first. */
+  uploads = $state.raw<readonly Upload[]>([])
+  /** Files and text a failed upload hands back to its room's composer (the composer takes them). */
+  composerRestore = $state.raw<{ room: string; text: string; files: readonly File[] } | null>(null)
+  #uploadIds = 0
+
+  /**
+   * Sends files to a room: each is uploaded to our homeserver (an "uploading" row meanwhile), then
+   * sent as a message carrying its attachment; the caption goes with the first file (a file without
+   * one has its name as the body). A failed upload keeps its row, with the error, the file and the
+   * caption, until it is retried or taken back into the composer: nothing the user typed is lost.
+   */
+  sendFiles(room: string, files: readonly File[], caption: string): void {
+    const reply = this.replyingTo?.room === room ? this.replyingTo.event_id : null
+    this.replyingTo = null
+    const added = files.map((file, i) => ({
+      id: `upload-${++this.#uploadIds}`,
+      room,
+      file,
+      caption: i === 0 ? caption.trim() : '',
+      replyTo: i === 0 ? reply : null,
+      error: null,
+    }))
+    this.uploads = [...this.uploads, ...added]
+    for (const upload of added) void this.#upload(upload)
+  }
+
+  retryUpload(id: string): void {
+    const upload = this.uploads.find((u) => u.id === id)
+    if (!upload?.error) return
+    const again = { ...upload, error: null }
+    this.uploads = this.uploads.map((u) => (u.id === id ? again : u))
+    void this.#upload(again)
+  }
+
+  /** Takes an upload's file and caption back into its room's composer and drops its row. */
+  editUpload(id: string): void {
+    const upload = this.uploads.find((u) => u.id === id)
+    if (!upload) return
+    this.uploads = this.uploads.filter((u) => u.id !== id)
+    const waiting = this.composerRestore?.room === upload.room ? this.composerRestore : null
+    this.composerRestore = {
+      room: upload.room,
+      text: [waiting?.text ?? '', upload.caption].filter((x) => x !== '').join('\n'),
+      files: [...(waiting?.files ?? []), upload.file],
+    }
+  }
+
+  async #upload(upload: Upload): Promise<void> {
+    const client = this.#client
+    const { file } = upload
+    try {
+      if (!client) throw new Error('signed out')
+      const mime = att.mimeOf(file)
+      const dimensions = att.isPreviewable({ mime }) ? await att.imageSize(file) : null
+      const res = await client.api.uploadMedia(upload.room, file, mime, att.fileNameOf(file))
+      const attachment = att.attachmentFor(file, res, dimensions)
+      const content: Record<string, unknown> = {
+        body: upload.caption || attachment.name,
+        format: 'markdown',
+        attachment,
+      }
+      if (upload.replyTo) content.reply_to = upload.replyTo
+      const mentions = mentionsIn(upload.caption)
+      if (mentions.length > 0) content.mentions = mentions
+      // Checked before it goes: a refused send would otherwise lose the row (e.g. an over-long caption).
+      const checked = MessageContent.safeParse(content)
+      if (!checked.success) throw new Error(checked.error.issues[0]?.message ?? 'invalid message')
+      if (this.#client !== client) return
+      // The outbox entry shows as pending before the upload row goes: the list does not flicker.
+      const sending = client.send(upload.room, 'm.message', content)
+      await this.#refreshPending()
+      this.uploads = this.uploads.filter((u) => u.id !== upload.id)
+      await sending.catch(() => {}) // failures arrive as send_failed
+    } catch (error) {
+      const failed = { ...upload, error: att.transferError('upload.failed', file.name, error) }
+      this.uploads = this.uploads.map((u) => (u.id === upload.id ? failed : u))
+    }
+  }
+
+  /** Downloaded attachments, shared by the rows showing them; 64 entries or 64 MiB at most. */
+  readonly #media = new MediaCache<att.LoadedMedia>(64, 64 * 1024 * 1024)
+
+  /**
+   * An attachment's bytes, downloaded through our own homeserver (from the sender's server, which
+   * holds it) and checked against the attachment's sha256; kept in a small LRU cache.
+   */
+  media(attachment: Attachment, sender: string): Promise<att.LoadedMedia> {
+    const client = this.#client
+    if (!client) return Promise.reject(new Error('signed out'))
+    const key = `${serverOf(sender)}/${attachment.media_id}/${attachment.sha256 ?? ''}`
+    return this.#media.get(key, async () => {
+      const { bytes } = await client.api.downloadAttachment(attachment, sender)
+      const owned =
+        bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(bytes)
+      // Typed as opaque bytes: whatever the sender claims, a blob: URL of this never renders as a page.
+      const blob = new Blob([owned], { type: 'application/octet-stream' })
+      return { blob, image: att.sniffImage(bytes), size: bytes.length }
+    })
+  }
+
+  #resetAttachments(): void {
+    if (this.#profileTimer) clearTimeout(this.#profileTimer)
+    this.#profileTimer = null
+    this.#profileQueue.clear()
+    this.#profileAsked.clear()
+    this.#profiles = {}
+    this.uploads = []
+    this.composerRestore = null
+    this.#media.clear()
   }
 }
+
+/** A file on its way to a room (Chat.uploads). */
+export interface Upload {
+  readonly id: string
+  readonly room: string
+  readonly file: File
+  readonly caption: string
+  readonly replyTo: string | null
+  /** Why the last attempt failed, for the user; null while uploading. */
+  readonly error: string | null
+}
+
+/** The server part of a user id (ids come validated from the server or the session). */
+const serverOf = (userId: string): string => userId.slice(userId.indexOf(':') + 1)
+// ==== end of attachments and display names ====

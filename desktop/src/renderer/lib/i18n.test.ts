@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { formatDay, tn } from './i18n.ts'
+import { formatDay, formatSize, tn } from './i18n.ts'
 
 describe('formatDay', () => {
   const now = new Date(2025, 2, 10, 15, 30).getTime()
@@ -21,5 +21,15 @@ describe('tn', () => {
     expect(tn('timeline.newBelow.one', 'timeline.newBelow.other', 1)).toBe('1 new message below')
     expect(tn('timeline.newBelow.one', 'timeline.newBelow.other', 3)).toBe('3 new messages below')
     expect(tn('timeline.jumpUnread.one', 'timeline.jumpUnread.other', 0)).toBe('0 new messages — jump')
+  })
+})
+
+describe('formatSize', () => {
+  it('writes byte counts in decimal units', () => {
+    expect(formatSize(0)).toBe('0 bytes')
+    expect(formatSize(512)).toBe('512 bytes')
+    expect(formatSize(1536)).toBe('1.5 kB')
+    expect(formatSize(10 * 1024 * 1024)).toBe('10.5 MB')
+    expect(formatSize(3e12)).toBe('3,000 GB')
   })
 })

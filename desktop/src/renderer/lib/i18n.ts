@@ -82,6 +82,26 @@ const en = {
   'timeline.newBelow.other': '{count} new messages below',
   'timeline.announce': 'New message from {user}: {body}',
   'timeline.dismiss': 'Dismiss',
+  // ---- attachments and display names (attachments helper) ----
+  'composer.attach': 'Attach',
+  'composer.attached': 'Files to send',
+  'composer.removeFile': 'Remove {name}',
+  'upload.uploading': 'Uploading {name}…',
+  'upload.failed': 'Could not upload {name}: {reason}',
+  'upload.tooLarge': '{name} is too large: your server takes files up to {limit}.',
+  'upload.tooLargeNoLimit': '{name} is too large for your server.',
+  'upload.retry': 'Retry',
+  'upload.edit': 'Back to composer',
+  'attachment.download': 'Download {name}',
+  'attachment.downloadShort': 'Download',
+  'attachment.loading': 'Loading {name}…',
+  'attachment.failed': 'Could not load {name}: {reason}',
+  'attachment.unverified': 'the file does not match what the sender sent',
+  'transfer.network': 'the server could not be reached',
+  'profile.edit': 'Set display name',
+  'profile.label': 'Display name',
+  'profile.save': 'Save',
+  'profile.failed': 'Could not set the display name: {reason}',
 } as const
 
 export type MessageKey = keyof typeof en
@@ -123,4 +143,31 @@ export function formatDay(ts: number, now: number = Date.now()): string {
   const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1)
   if (sameDay(day, yesterday)) return t('timeline.yesterday')
   return dayFormat.format(day)
+}
+
+// ---- sizes (attachments helper) ----
+
+const sizeFormats = new Map<string, Intl.NumberFormat>()
+
+/** A byte count for people: `512 bytes`, `1.5 kB`, `2.3 MB` (decimal units, as Intl names them). */
+export function formatSize(bytes: number): string {
+  const units = ['byte', 'kilobyte', 'megabyte', 'gigabyte'] as const
+  let value = bytes
+  let i = 0
+  while (value >= 1000 && i < units.length - 1) {
+    value /= 1000
+    i++
+  }
+  const unit = units[i]!
+  let format = sizeFormats.get(unit)
+  if (!format) {
+    format = new Intl.NumberFormat(LOCALE, {
+      style: 'unit',
+      unit,
+      unitDisplay: unit === 'byte' ? 'long' : 'short',
+      maximumFractionDigits: 1,
+    })
+    sizeFormats.set(unit, format)
+  }
+  return format.format(value)
 }

@@ -94,6 +94,21 @@ describe('RowHeights', () => {
     expect(rows.sync(shown.length, (i) => shown[i]!)).toBe('rebuild')
     expect(rows.index.get(9)).toBe(90)
   })
+
+  it('counts unmeasured rows at their own estimate when given one (an image box is known up front)', () => {
+    const rows = new RowHeights(40)
+    const shown = keys(0, 4)
+    const estimateAt = (i: number) => (i === 2 ? 240 : 40)
+    rows.sync(shown.length, (i) => shown[i]!, estimateAt)
+    expect(rows.index.total).toBe(3 * 40 + 240)
+    rows.measure(2, 'k2', 250)
+    rows.sync(
+      shown.length + 1,
+      (i) => `k${i}`,
+      (i) => (i === 4 ? 100 : 40),
+    )
+    expect(rows.index.total).toBe(3 * 40 + 250 + 100)
+  })
 })
 
 describe('anchoring', () => {

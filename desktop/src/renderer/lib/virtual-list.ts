@@ -100,14 +100,14 @@ export class RowHeights {
 
   /**
    * Brings the index in line with the rows now shown: `count` rows, `keyAt(i)` the key of row `i`
-   * (keys are unique and rows keep their relative order). Appending costs O(k log n), anything else
-   * one O(n) rebuild.
+   * (keys are unique and rows keep their relative order); unmeasured rows count at `estimateAt(i)` if
+   * given, else at the estimate. Appending costs O(k log n), anything else one O(n) rebuild.
    */
-  sync(count: number, keyAt: (i: number) => string): RowsChange {
+  sync(count: number, keyAt: (i: number) => string, estimateAt?: (i: number) => number): RowsChange {
     const old = this.index.count
     const first = count > 0 ? keyAt(0) : null
     const last = count > 0 ? keyAt(count - 1) : null
-    const height = (i: number) => this.#measured.get(keyAt(i)) ?? this.estimate
+    const height = (i: number) => this.#measured.get(keyAt(i)) ?? estimateAt?.(i) ?? this.estimate
     let change: RowsChange
     if (count === old && first === this.#first && last === this.#last) change = 'same'
     else if (old > 0 && count > old && first === this.#first && keyAt(old - 1) === this.#last) {
