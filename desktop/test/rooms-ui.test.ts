@@ -125,6 +125,13 @@ describe('rooms in the web client', () => {
     await expect.poll(() => fay.locator('[aria-current="true"] .room-name').textContent()).toBe('Party')
     expect(await fay.locator('[data-testid="link-prompt"]').count()).toBe(0)
 
+    // A link that arrives on the sign-in screen waits for the sign-in and the room list.
+    const lou = await open(ACME)
+    await lou.getByRole('button', { name: 'Create account' }).waitFor()
+    await deliver(lou, { kind: 'invite', room: party })
+    await signUp(lou, 'lou')
+    await expectText(lou, '[data-testid="link-prompt"]', 'You were invited to')
+
     await deliver(eve, { kind: 'room', room: first })
     await expectText(eve, '[data-testid="link-prompt"]', 'a room you are not in')
     await eve.getByRole('button', { name: 'Dismiss' }).click()

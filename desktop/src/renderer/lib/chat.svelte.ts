@@ -171,9 +171,13 @@ export class Chat {
   }
 
   async refreshRooms(): Promise<void> {
-    if (!this.#client) return
+    const client = this.#client
+    if (!client) return
     try {
-      this.rooms = await this.#client.api.listRooms()
+      const rooms = await client.api.listRooms()
+      if (this.#client !== client) return // signed out meanwhile: not this account's list any more
+      this.rooms = rooms
+      this.#roomsLoaded()
       const unknown = this.#dmPeers().filter((u) => !(u in this.presence))
       if (unknown.length > 0) void this.#fetchPresence(unknown)
       this.desktop.setBadge(this.rooms.reduce((n, r) => n + r.unread, 0))
@@ -226,7 +230,16 @@ export class Chat {
   async #loadHistory(room: string): Promise<void> {
     if (!this.#client) return
     try {
-      const page = await this.#client.api.messages(room, { limit: 50 })
+      const client = this.#client
+      const page = await client.api.messages(room, { limit: 50 })
+      if (this.#client !== client) return // signed out meanwhile
+      // What we hold (a cached tail from the last run) must join up with this page: the cursor may have
+      // moved past events the cache never got (a crash within a second of them). If it does not, the
+      // stale part goes; older history pages in again from the server on scrolling up.
+      const timeline = this.roomTimeline(room)
+      const pageOldest = page.events.reduce((min, e) => Math.min(min, e.seq), Infinity)
+      const below = timeline.events.filter((e) => e.seq < pageOldest)
+      if (page.events.length > 0 && below.length > 0 && below.at(-1)!.seq < pageOldest - 1) timeline.clear()
       if (this.#addPage(room, page)) this.#timelineChanged(room)
     } catch {
       // Not a member (yet) or offline: the timeline shows what sync brought.
@@ -344,6 +357,7 @@ export class Chat {
     for (let i = 0; client && i < users.length; i += 100) {
       try {
         const got = await client.api.presence(users.slice(i, i + 100))
+        if (this.#client !== client) return
         this.presence = { ...this.presence, ...got }
       } catch {
         return // offline: the next connection asks again
@@ -432,10 +446,8 @@ export class Chat {
     this.#bump(room)
     try {
       const before = timeline.events[0]?.seq
-      this.#addPage(
-        room,
-        await client.api.messages(room, before === undefined ? { limit } : { before, limit }),
-      )
+      const page = await client.api.messages(room, before === undefined ? { limit } : { before, limit })
+      if (this.#client === client) this.#addPage(room, page)
     } catch {
       this.#olderFailed.set(room, Date.now())
     } finally {
@@ -490,6 +502,17 @@ export class Chat {
     if (mentioned || room?.kind === 'dm') this.desktop.notify(event.sender, String(event.content.body ?? ''))
   }
 
+  #pendingLink: DeepLink | null = null
+  /** The room list came from the server at least once for this account (a cached one may be stale). */
+  #roomsKnown = false
+
+  #roomsLoaded(): void {
+    this.#roomsKnown = true
+    const link = this.#pendingLink
+    this.#pendingLink = null
+    if (link) this.openLink(link)
+  }
+
   /** Mention counts kept across restarts (read back as untrusted input). */
   async #loadMentions(): Promise<void> {
     try {
@@ -516,6 +539,12 @@ export class Chat {
    * they are not in) asks before joining: a link never makes the user act on its own.
    */
   openLink(link: DeepLink): void {
+    // Before sign-in, or before the room list came: hold it (a link must not be lost, nor judged on
+    // an empty list), and open it once the rooms are known.
+    if (this.me === null || !this.#roomsKnown) {
+      this.#pendingLink = link
+      return
+    }
     const room = this.rooms.find((r) => r.room_id === link.room)
     if (room?.membership === 'join') {
       this.linkPrompt = null
@@ -586,7 +615,15 @@ export class Chat {
     this.selected = null
     this.mentions = {}
     this.linkPrompt = null
+    this.#pendingLink = null
+    this.#roomsKnown = false
     this.presence = {}
+    this.typing = {}
+    this.receipts = {}
+    this.failed = {}
+    this.editing = null
+    this.replyingTo = null
+    this.status = 'offline'
     this.#resetAttachments()
   }
 

@@ -69,6 +69,8 @@ const en = {
   'status.syncing': 'Catching up…',
   'status.offline': 'Offline: messages will be sent when you are back',
   signout: 'Sign out',
+  'cache.memoryOnly':
+    'No system keychain is available: nothing is kept on this computer, so you will sign in again next time.',
   // ---- timeline: virtualised list, day separators, unread (timeline helper) ----
   'timeline.label': 'Messages in {room}',
   'timeline.today': 'Today',

@@ -7,7 +7,8 @@ export function roomLabel(
   id = '',
 ): string {
   if (!room) return id
-  if (room.name) return room.name
-  if (room.kind === 'dm') return room.dm_peer ?? t('rooms.dm')
-  return room.room_id
+  // A DM is named after the other person, whatever name it was given: any member may rename a DM,
+  // and a DM named "@ceo:acme.example" must not pass for a DM with the CEO.
+  if (room.kind === 'dm') return room.dm_peer ?? (room.name || t('rooms.dm'))
+  return room.name || room.room_id
 }

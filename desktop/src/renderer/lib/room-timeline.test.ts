@@ -64,6 +64,22 @@ function roomOf(specs: readonly Spec[]): ClientEvent[] {
 }
 
 describe('RoomTimeline', () => {
+  it('clear() forgets every event, reaction and edit, and takes new ones as if fresh', () => {
+    const t = new RoomTimeline(ALICE)
+    t.insert([
+      ev(5, 'm.message', BOB, { body: 'old' }),
+      ev(6, 'm.reaction', ALICE, { target: idOf(5), key: '+' }),
+    ])
+    const before = t.version
+    t.clear()
+    expect(t.events).toEqual([])
+    expect(t.items).toEqual([])
+    expect(t.has(idOf(5))).toBe(false)
+    expect(t.version).toBeGreaterThan(before)
+    expect(t.insert([ev(5, 'm.message', BOB, { body: 'old' })])).toBe(1)
+    expect(t.items).toEqual(foldTimeline(t.events, ALICE))
+  })
+
   test.prop(
     [
       fc.array(eventSpec, { minLength: 1, maxLength: 40 }),

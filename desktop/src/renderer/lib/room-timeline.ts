@@ -125,6 +125,22 @@ export class RoomTimeline {
     return fresh.length
   }
 
+  /**
+   * Forgets every event: for when what is loaded turned out not to join up with the server's history
+   * (a stale cached tail). Paging starts again from whatever is inserted next.
+   */
+  clear(): void {
+    this.#events = []
+    this.#items = []
+    this.#byId.clear()
+    this.#deleted.clear()
+    this.#edits.clear()
+    this.#reactions.clear()
+    this.#replies.clear()
+    this.atStart = false
+    this.version++
+  }
+
   /** Marks the history state (paging) changed without new events. */
   touch(): void {
     this.version++

@@ -101,25 +101,32 @@ export class EncryptedStore implements ClientStore {
   setCursor(cursor: number): Promise<void> {
     return this.#enqueue(() => this.#write('cursor', cursor))
   }
-  /** The outbox is one record: it is short (what is unsent right now) and its order must hold. */
+  /**
+   * The outbox is one record: it is short (what is unsent right now) and its order must hold. Its
+   * read-modify-write holds a Web Lock, so two windows of the app cannot drop each other's entries.
+   */
   putOutbox(entry: OutboxEntry): Promise<void> {
-    return this.#enqueue(async () => {
-      const list = (await this.#read('outbox', Outbox)) ?? []
-      const at = list.findIndex((e) => e.txn_id === entry.txn_id)
-      if (at >= 0) list[at] = entry
-      else list.push(entry)
-      await this.#write('outbox', list)
-    })
+    return this.#enqueue(() =>
+      withLock('parley-outbox', async () => {
+        const list = (await this.#read('outbox', Outbox)) ?? []
+        const at = list.findIndex((e) => e.txn_id === entry.txn_id)
+        if (at >= 0) list[at] = entry
+        else list.push(entry)
+        await this.#write('outbox', list)
+      }),
+    )
   }
   listOutbox(): Promise<OutboxEntry[]> {
     return this.#enqueue(async () => (await this.#read('outbox', Outbox)) ?? [])
   }
   removeOutbox(txnId: string): Promise<void> {
-    return this.#enqueue(async () => {
-      const list = (await this.#read('outbox', Outbox)) ?? []
-      const kept = list.filter((e) => e.txn_id !== txnId)
-      if (kept.length !== list.length) await this.#write('outbox', kept)
-    })
+    return this.#enqueue(() =>
+      withLock('parley-outbox', async () => {
+        const list = (await this.#read('outbox', Outbox)) ?? []
+        const kept = list.filter((e) => e.txn_id !== txnId)
+        if (kept.length !== list.length) await this.#write('outbox', kept)
+      }),
+    )
   }
   getItem(key: string): Promise<string | null> {
     return this.#enqueue(async () => (await this.#read(`item:${key}`, z.string())) ?? null)
@@ -158,13 +165,28 @@ export class EncryptedStore implements ClientStore {
   }
 }
 
-function openDatabase(name: string): Promise<IDBDatabase> {
+async function openDatabase(name: string): Promise<IDBDatabase> {
   const open = indexedDB.open(name, 1)
   open.onupgradeneeded = () => {
     open.result.createObjectStore(RECORDS)
     open.result.createObjectStore(KEYS)
   }
-  return request(open)
+  const db = await new Promise<IDBDatabase>((resolve, reject) => {
+    open.onsuccess = () => resolve(open.result)
+    open.onerror = () => reject(open.error ?? new Error('IndexedDB open failed'))
+    // Another window holds an older version open and will not let go: fail (the app then runs from
+    // memory and says so) rather than hang with a blank window.
+    open.onblocked = () => reject(new Error('the local cache is held by another window of an older version'))
+  })
+  // A newer version of the app wants to upgrade the schema: step aside instead of blocking it.
+  db.onversionchange = () => db.close()
+  return db
+}
+
+/** Runs `op` under a Web Lock shared by every window of the app (where the API exists). */
+function withLock<T>(name: string, op: () => Promise<T>): Promise<T> {
+  const locks = (globalThis.navigator as Navigator | undefined)?.locks
+  return locks ? (locks.request(name, op) as Promise<T>) : op()
 }
 
 /** Web mode's base key: created on first use, stored as a non-extractable CryptoKey. */
