@@ -79,6 +79,10 @@ describe('rooms in the web client', () => {
 
     await ben.getByRole('button', { name: /^Design/ }).click()
     await expectText(ben, '[data-testid="message"]', 'can you review this?')
+    // Each message says when it was sent: a machine-readable time, a full date as its tooltip.
+    const time = ben.locator('[data-testid="message"]', { hasText: 'can you review this?' }).locator('time')
+    expect(Date.now() - Date.parse((await time.getAttribute('datetime'))!)).toBeLessThan(10 * 60_000)
+    expect(await time.getAttribute('title')).toMatch(/\d{4}/)
     expect(await ben.locator('[data-testid="mentions"]').count()).toBe(0)
     // After a reload the cleared count stays cleared (it is kept in the cache).
     await ben.reload()

@@ -135,6 +135,19 @@ export function tn(
   return t(plurals.select(count) === 'one' ? one : other, { ...vars, count })
 }
 
+const timeFormat = new Intl.DateTimeFormat(LOCALE, { hour: 'numeric', minute: '2-digit' })
+const fullFormat = new Intl.DateTimeFormat(LOCALE, { dateStyle: 'full', timeStyle: 'short' })
+
+/** A message's time of day ("14:05" or "2:05 PM" as the locale writes it). */
+export function formatTime(ts: number): string {
+  return timeFormat.format(new Date(ts))
+}
+
+/** A message's full date and time, for its tooltip. */
+export function formatDateTime(ts: number): string {
+  return fullFormat.format(new Date(ts))
+}
+
 /** A day separator's label: "Today", "Yesterday", or the local date written out in the locale. */
 export function formatDay(ts: number, now: number = Date.now()): string {
   const day = new Date(ts)
