@@ -7,6 +7,7 @@
  * scenario gets a fresh temp data dir and a fresh server; clients use real sockets on 127.0.0.1.
  * Results go to stdout as a table and to bench-results/<date>.json. See docs/benchmarks.md.
  * The federation scenarios (federation.ts) start two servers instead, acme on core 0 and globex on core 1.
+ * The desktop scenarios (desktop.ts) drive the web client in Chromium (on core 1) against one server.
  */
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
 import { execFileSync } from 'node:child_process'
@@ -24,6 +25,8 @@ import {
   FEDERATION_QUICK,
   FEDERATION_SCENARIOS,
 } from './federation.ts'
+import { chromiumVersion } from './desktop-browser.ts'
+import { DESKTOP_FULL, DESKTOP_QUICK, DESKTOP_SCENARIOS, desktopColdStart, desktopHeap } from './desktop.ts'
 import { LoadWorker, type Params, type Result } from './rpc.ts'
 import { benchConfig, Homeserver, type SyncMode } from './server.ts'
 import { cpuPerUnitUs, fmt, ms, problemNotes, type Row, type ScenarioReport } from './report.ts'
@@ -44,6 +47,7 @@ const SCENARIOS = [
   'fanout-1000',
   'connections',
   ...FEDERATION_SCENARIOS,
+  ...DESKTOP_SCENARIOS,
 ] as const
 type ScenarioName = (typeof SCENARIOS)[number]
 
@@ -67,7 +71,7 @@ function options(): Options {
   })
   if (values.help) {
     console.log(
-      `usage: npm run bench -- [--quick] [--only ${SCENARIOS.join('|')}|fanout|federation[,...]] [--sync FULL|NORMAL] [--profile]`,
+      `usage: npm run bench -- [--quick] [--only ${SCENARIOS.join('|')}|fanout|federation|desktop[,...]] [--sync FULL|NORMAL] [--profile]`,
     )
     process.exit(0)
   }
@@ -96,6 +100,7 @@ const FULL_SIZES = {
   fanout: { inFlight: 10, warmupMs: 1000, durationMs: 5000 },
   connections: { count: 10_000, users: 1000 },
   federation: FEDERATION_FULL,
+  desktop: DESKTOP_FULL,
 }
 const QUICK_SIZES: typeof FULL_SIZES = {
   latency: { warmup: 100, count: 300, maxMs: 10_000 },
@@ -104,6 +109,7 @@ const QUICK_SIZES: typeof FULL_SIZES = {
   fanout: { inFlight: 10, warmupMs: 300, durationMs: 1500 },
   connections: { count: 1000, users: 50 },
   federation: FEDERATION_QUICK,
+  desktop: DESKTOP_QUICK,
 }
 
 // ---- the harness ----
@@ -440,11 +446,11 @@ function pipelineRow(scenario: string, r: PipelineResult, window: WindowStats): 
 
 const sleep = (t: number) => new Promise<void>((resolve) => setTimeout(resolve, t))
 
-/** The code under test: HEAD and which server/protocol files differ from it (read-only git). */
+/** The code under test: HEAD and which server, protocol and renderer files differ from it (read-only git). */
 function codeVersion(): { commit: string; modified: string[] } {
   const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim()
   try {
-    const modified = git('diff', '--name-only', 'HEAD', '--', 'homeserver', 'protocol')
+    const modified = git('diff', '--name-only', 'HEAD', '--', 'homeserver', 'protocol', 'desktop/src')
     return { commit: git('rev-parse', '--short', 'HEAD'), modified: modified ? modified.split('\n') : [] }
   } catch {
     return { commit: 'unknown', modified: [] }
@@ -544,6 +550,8 @@ function targets(reports: Partial<Record<ScenarioName, ScenarioReport>>): Target
       ? fed.crossServerP50Ms / fed.sameServerP50Ms
       : null
   const link = reports['federation-throughput']?.headline.linkEventsPerS
+  const cold = reports['desktop-cold-start']?.headline
+  const heapGrowth = reports['desktop-heap']?.headline.heapGrowthMiB
   return [
     t('latency one at a time, p50', '<= 0.3', 'ms', lat?.latencyP50Ms ?? null, (v) => v <= 0.3),
     t('latency one at a time, p99', '<= 3', 'ms', lat?.latencyP99Ms ?? null, (v) => v <= 3),
@@ -552,6 +560,21 @@ function targets(reports: Partial<Record<ScenarioName, ScenarioReport>>): Target
     t('server memory per idle connection (RSS)', '<= 15', 'KB', conn ?? null, (v) => v <= 15),
     t('cross-server p50 / same-server p50', '< 2', 'x', crossOverSame, (v) => v < 2),
     t('events/s over one federation link', '>= 10,000', '/s', link ?? null, (v) => v >= 10_000),
+    t(
+      'desktop cold start, p95, API held',
+      '< 1,000',
+      'ms',
+      cold?.coldStartHeldP95Ms ?? null,
+      (v) => v < 1000,
+    ),
+    t(
+      'desktop cold start, p95, server answering',
+      '< 1,000',
+      'ms',
+      cold?.coldStartServedP95Ms ?? null,
+      (v) => v < 1000,
+    ),
+    t('desktop JS heap growth over room switches', '<= 20', 'MiB', heapGrowth ?? null, (v) => v <= 20),
   ]
 }
 
@@ -577,6 +600,7 @@ async function main(): Promise<number> {
     loadavgAtStart: loadavg().map((x) => Math.round(x * 100) / 100),
     fdLimit: fdLimit(process.pid),
     fdatasync4KiBMs: fsync,
+    ...(opts.only.some((s) => s.startsWith('desktop-')) ? { chromium: chromiumVersion() } : {}),
   }
   console.log(`Parley bench ${opts.quick ? '(quick) ' : ''}- ${date.toISOString()}`)
   console.log(
@@ -586,6 +610,7 @@ async function main(): Promise<number> {
     `synchronous=${opts.sync}; fdatasync(4 KiB) in ${tmpdir()}: p50 ${ms(fsync.p50)} ms, p99 ${ms(fsync.p99)} ms`,
   )
   console.log(`pinning: ${pinning}`)
+  if (machine.chromium) console.log(`browser: ${machine.chromium} (desktop scenarios, on core ${LOAD_CORE})`)
   console.log(
     `code: ${code.commit}${code.modified.length ? ` + uncommitted changes to ${code.modified.join(', ')}` : ''}`,
   )
@@ -615,7 +640,11 @@ async function main(): Promise<number> {
                       ? await bench.connections()
                       : name === 'federation-latency'
                         ? await federationLatency(bench, bench.sizes.federation.latency)
-                        : await federationThroughput(bench, bench.sizes.federation.throughput)
+                        : name === 'federation-throughput'
+                          ? await federationThroughput(bench, bench.sizes.federation.throughput)
+                          : name === 'desktop-cold-start'
+                            ? await desktopColdStart(bench, bench.sizes.desktop.coldStart)
+                            : await desktopHeap(bench, bench.sizes.desktop.heap)
         reports[name] = report
         rows.push(...report.rows)
         const logged = report.data.logProblems
@@ -663,6 +692,8 @@ async function main(): Promise<number> {
       console.log(`  ${r.scenario} (idle ${p.idlePct}%, ${p.file})`)
       for (const f of p.top) console.log(`    ${f.pct.toFixed(1).padStart(5)}%  ${f.name}  ${f.where}`)
     }
+    for (const report of Object.values(reports))
+      for (const line of report.profileText ?? []) console.log(line)
   }
   const json = {
     date: date.toISOString(),

@@ -3,7 +3,7 @@
  * them: CPU time, RSS, per-core load. Linux only, like the box the numbers are for.
  */
 import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process'
-import { readFileSync, rmSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
 
 let tasksetPresent: boolean | null = null
 
@@ -122,4 +122,49 @@ export function coreBusyPct(before: CoreTimes, after: CoreTimes): number[] {
     const total = a.total - b.total
     return total > 0 ? Math.round(((a.busy - b.busy) * 1000) / total) / 10 : 0
   })
+}
+
+/** Every live descendant of `pid` with its command name (`/proc/<pid>/comm`). */
+export function descendants(pid: number): Array<{ pid: number; comm: string }> {
+  const children = new Map<number, number[]>()
+  const comms = new Map<number, string>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+    } catch {
+      continue // exited meanwhile
+    }
+    // "pid (comm) state ppid ...": the command name may contain spaces and parentheses.
+    const open = stat.indexOf('(')
+    const close = stat.lastIndexOf(')')
+    const ppid = Number(stat.slice(close + 2).split(' ')[1])
+    const self = Number(entry)
+    comms.set(self, stat.slice(open + 1, close))
+    const siblings = children.get(ppid)
+    if (siblings) siblings.push(self)
+    else children.set(ppid, [self])
+  }
+  const out: Array<{ pid: number; comm: string }> = []
+  const stack = [...(children.get(pid) ?? [])]
+  while (stack.length > 0) {
+    const p = stack.pop()!
+    out.push({ pid: p, comm: comms.get(p) ?? '' })
+    stack.push(...(children.get(p) ?? []))
+  }
+  return out
+}
+
+/** User + system CPU time of several processes, in ms; processes that exited meanwhile count 0. */
+export function totalCpuMs(pids: readonly number[]): number {
+  let sum = 0
+  for (const pid of pids) {
+    try {
+      sum += cpuMs(pid)
+    } catch {
+      // exited
+    }
+  }
+  return sum
 }

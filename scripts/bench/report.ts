@@ -26,12 +26,19 @@ export interface Headline {
   sameServerP50Ms?: number
   /** Federation: events per second one link carried (applied at the replica, steady state). */
   linkEventsPerS?: number
+  /** Desktop: cold start to a complete 200-room list, p95, with the API held / with the server answering. */
+  coldStartHeldP95Ms?: number | undefined
+  coldStartServedP95Ms?: number | undefined
+  /** Desktop: JS heap growth over the room switches, after forced GCs (MiB). */
+  heapGrowthMiB?: number
 }
 
 export interface ScenarioReport {
   readonly rows: Row[]
   readonly headline: Headline
   readonly data: Record<string, unknown>
+  /** With `--profile`: what to print about profiles taken outside the server (desktop: the browser's). */
+  readonly profileText?: readonly string[]
 }
 
 export const fmt = (n: number) => Math.round(n).toLocaleString('en-US')

@@ -139,6 +139,8 @@ export class Homeserver {
     peers?: Readonly<Record<string, string>>
     /** Merged into the configuration's `federation` section. */
     federation?: Readonly<Record<string, unknown>>
+    /** Serve a build of the web client from this directory (`--web-client`: the desktop scenarios). */
+    webClientDir?: string
   }): Promise<Homeserver> {
     const { dataDir } = options
     const peers = Object.entries(options.peers ?? {}).flatMap(([name, url]) => ['--peer', `${name}=${url}`])
@@ -165,6 +167,7 @@ export class Homeserver {
       '--config',
       configPath,
       ...peers,
+      ...(options.webClientDir ? ['--web-client', options.webClientDir] : []),
     ])
     const child = spawn('sh', raiseFdLimit(cmd), { stdio: ['ignore', 'pipe', 'pipe'] })
     track(child)

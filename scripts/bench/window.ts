@@ -100,3 +100,33 @@ export class Window {
     return this.#stats
   }
 }
+
+/**
+ * Several windows as one (interleaved series): times and CPU added up, percentages weighted by wall
+ * time, event-loop delay p50 weighted and p99 and max the worst of them; no profile.
+ */
+export function combined(windows: readonly WindowStats[]): WindowStats {
+  const wallMs = windows.reduce((s, w) => s + w.wallMs, 0)
+  const weighted = (pick: (w: WindowStats) => number) =>
+    wallMs > 0 ? Math.round((windows.reduce((s, w) => s + pick(w) * w.wallMs, 0) / wallMs) * 10) / 10 : 0
+  const cores = Math.max(0, ...windows.map((w) => w.coreBusyPct.length))
+  const eld = windows.map((w) => w.eventLoopDelayMs).filter((e) => e !== null)
+  return {
+    wallMs,
+    serverCpuMs: windows.reduce((s, w) => s + w.serverCpuMs, 0),
+    serverCpuPct: weighted((w) => w.serverCpuPct),
+    serverSysPct: weighted((w) => w.serverSysPct),
+    loadCpuPct: weighted((w) => w.loadCpuPct),
+    coreBusyPct: Array.from({ length: cores }, (_, i) => weighted((w) => w.coreBusyPct[i] ?? 0)),
+    serverRssKiB: windows.at(-1)?.serverRssKiB ?? 0,
+    eventLoopDelayMs:
+      eld.length === windows.length && eld.length > 0
+        ? {
+            p50: weighted((w) => w.eventLoopDelayMs!.p50),
+            p99: Math.max(...eld.map((e) => e.p99)),
+            max: Math.max(...eld.map((e) => e.max)),
+          }
+        : null,
+    profile: null,
+  }
+}
