@@ -214,6 +214,16 @@ describe('federated rooms', () => {
         timeout: 10_000,
       })
       .toBe('offline')
+
+    // globex comes back (its memory of presence gone): the new link brings it alice's status, which has
+    // not changed since and would otherwise never be sent.
+    await fed.start(GLOBEX)
+    const b2 = fed.get(GLOBEX)
+    await expect
+      .poll(async () => (await ask(b2, bob.access_token, [alice.user_id])).body.presence[alice.user_id], {
+        timeout: 15_000,
+      })
+      .toBe('online')
   }, 30_000)
 
   it('typing, read receipts and presence cross servers; a server cannot speak for the users of another', async () => {

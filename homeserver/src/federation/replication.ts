@@ -31,6 +31,8 @@ const FAULT_LIMIT = 10
 const FAULT_WINDOW_MS = 60_000
 /** Statuses sent to a remote joiner's server per join: a burst of presence for a big room stays small. */
 const PRESENCE_ON_JOIN = 100
+/** Statuses sent to a peer when a link to it comes up. */
+const PRESENCE_ON_LINK_UP = 1000
 /** A join older than this when it commits here (catch-up, snapshot) announces no presence. */
 const PRESENCE_JOIN_FRESH_MS = 30_000
 
@@ -112,6 +114,7 @@ export class Replication implements EphemeralRelay {
       this.outbox.linkUp(peer)
       this.toDevice.linkUp(peer)
       this.media.linkUp(peer)
+      this.#presenceToPeer(peer)
     })
     options.links.on('link down', (peer) => {
       this.owner.linkDown(peer)
@@ -205,6 +208,28 @@ export class Replication implements EphemeralRelay {
         this.#o.links.send(server, frame(member, status))
         sent++
       }
+    }
+  }
+
+  /**
+   * A new link: the peer marked our users offline when the last one went down, and presence travels
+   * on change only, so tell it the status of our online users who share a room with it (bounded).
+   */
+  #presenceToPeer(peer: string): void {
+    const { ephemeral, hub, repos } = this.#o
+    // Only users joined to a room where the peer has a joined member: the peer refuses (and counts as
+    // a fault) presence of anyone else.
+    const sharesWithPeer = (user: string) =>
+      repos.memberships
+        .forUser(user)
+        .some((m) => m.membership === 'join' && this.#serversOf(m.room_id).has(peer))
+    let sent = 0
+    for (const user of hub.onlineUsers()) {
+      if (sent === PRESENCE_ON_LINK_UP) break
+      const status = ephemeral.presenceOf(user)
+      if (status === 'offline' || !sharesWithPeer(user)) continue
+      this.#o.links.send(peer, { type: 'ephemeral', kind: 'presence', user_id: user, status })
+      sent++
     }
   }
 

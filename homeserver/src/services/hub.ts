@@ -75,6 +75,11 @@ export class Hub {
     return this.#byUser.get(userId) ?? new Set()
   }
 
+  /** Users with at least one live connection. */
+  onlineUsers(): IterableIterator<string> {
+    return this.#byUser.keys()
+  }
+
   isOnline(userId: string): boolean {
     return this.#byUser.has(userId)
   }

@@ -100,6 +100,7 @@ export class Chat {
       this.typing = { ...this.typing, [room]: user_ids.filter((u) => u !== this.me) }
     })
     client.on('presence', ({ user_id, status }) => {
+      this.#presenceHeard.set(user_id, ++this.#presenceTick)
       this.presence = { ...this.presence, [user_id]: status }
     })
     // After a (re)connection, statuses may have changed while we were away: ask again.
@@ -352,13 +353,19 @@ export class Chat {
     return this.rooms.flatMap((r) => (r.kind === 'dm' && r.dm_peer ? [r.dm_peer] : []))
   }
 
+  /** Ordering of presence news: a live update heard after a fetch started beats that fetch's answer. */
+  #presenceTick = 0
+  readonly #presenceHeard = new Map<string, number>()
+
   async #fetchPresence(users: readonly string[]): Promise<void> {
     const client = this.#client
     for (let i = 0; client && i < users.length; i += 100) {
       try {
+        const asked = ++this.#presenceTick
         const got = await client.api.presence(users.slice(i, i + 100))
         if (this.#client !== client) return
-        this.presence = { ...this.presence, ...got }
+        const fresh = Object.entries(got).filter(([u]) => (this.#presenceHeard.get(u) ?? 0) < asked)
+        this.presence = { ...this.presence, ...Object.fromEntries(fresh) }
       } catch {
         return // offline: the next connection asks again
       }
@@ -618,6 +625,7 @@ export class Chat {
     this.#pendingLink = null
     this.#roomsKnown = false
     this.presence = {}
+    this.#presenceHeard.clear()
     this.typing = {}
     this.receipts = {}
     this.failed = {}
