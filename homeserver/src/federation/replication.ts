@@ -6,7 +6,7 @@
  */
 import { ParleyError, parseUserId, type JsonObject } from '@parley/protocol'
 import { REPLICATION_FRAMES, type EphemeralFrame } from '@parley/protocol/federation'
-import type { PresenceStatus } from '@parley/protocol/schema'
+import { MemberContent, parseJson, type PresenceStatus } from '@parley/protocol/schema'
 import type { Signer } from '@parley/protocol/signing'
 import type { Clock } from '../clock.ts'
 import type { Repos } from '../db/repos/index.ts'
@@ -183,7 +183,8 @@ export class Replication implements EphemeralRelay {
       // Joins replayed by catch-up or a snapshot are old news: only a join happening now announces, and
       // only while the joiner is still in (a user kicked since must not learn anyone's presence).
       if (this.#o.clock.now() - e.origin_ts > PRESENCE_JOIN_FRESH_MS) continue
-      if ((JSON.parse(e.content) as { membership?: unknown }).membership !== 'join') continue
+      const member = parseJson(MemberContent, e.content)
+      if (!member.ok || member.value.membership !== 'join') continue
       const joiner = e.state_key
       if (!members.joined(e.room_id).has(joiner)) continue
       const server = parseUserId(joiner)?.server
