@@ -5,6 +5,7 @@
  */
 import {
   ApiError,
+  ClientClosedError,
   ParleyClient,
   type ClientStore,
   type ConnectionStatus,
@@ -285,7 +286,27 @@ export class Chat {
     if (!this.#client) return
     const sending = this.#client.send(room, type, content)
     await this.#refreshPending()
-    await sending.catch(() => {}) // failures arrive as send_failed
+    try {
+      await sending
+    } catch (error) {
+      // A message refused for good, or never stored (the outbox write failed), has left the outbox:
+      // keep it on screen with the reason and a retry, so nothing the user wrote silently vanishes.
+      // (A closed client keeps its entries in the outbox: those are still pending.)
+      if (type === 'm.message' && !(error instanceof ClientClosedError))
+        this.unsent = [...this.unsent, { id: ++this.#unsentIds, room, content, reason: reasonOf(error) }]
+    }
+  }
+
+  /** Messages that could not be sent and left the outbox, oldest first (shown with a retry). */
+  unsent = $state<Array<{ id: number; room: string; content: Record<string, unknown>; reason: string }>>([])
+  #unsentIds = 0
+
+  /** Sends an unsent message again (as a new message) or drops it. */
+  retryUnsent(id: number, resend: boolean): void {
+    const item = this.unsent.find((u) => u.id === id)
+    if (!item) return
+    this.unsent = this.unsent.filter((u) => u.id !== id)
+    if (resend) void this.#sendEvent(item.room, 'm.message', $state.snapshot(item.content))
   }
 
   #typingSent = 0
@@ -626,6 +647,7 @@ export class Chat {
     this.#roomsKnown = false
     this.presence = {}
     this.#presenceHeard.clear()
+    this.unsent = []
     this.typing = {}
     this.receipts = {}
     this.failed = {}
