@@ -7,15 +7,7 @@
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Federation } from '../../homeserver/test/support/federation.ts'
-import {
-  expectText as expectTextOn,
-  openPage,
-  say,
-  signUp,
-  startWebSuite,
-  type Recorded,
-  type WebSuite,
-} from './support/browser.ts'
+import { say, signUp, startWebSuite, type Recorded, type WebSuite } from './support/browser.ts'
 
 const ACME = 'acme.localhost'
 const GLOBEX = 'globex.localhost'
@@ -23,22 +15,16 @@ const GLOBEX = 'globex.localhost'
 let suite: WebSuite
 let fed: Federation
 let browser: Browser
-const problems: string[] = []
+let problems: string[]
+let open: WebSuite['open']
+let expectText: WebSuite['expectText']
 
 beforeAll(async () => {
   suite = await startWebSuite([ACME, GLOBEX])
-  ;({ fed, browser } = suite)
+  ;({ fed, browser, problems, open, expectText } = suite)
 }, 120_000)
 
 afterAll(() => suite?.close())
-
-async function open(server: string): Promise<Page> {
-  return openPage(await browser.newContext(), fed.urls[server]!, problems, server)
-}
-
-function expectText(page: Page, selector: string, text: string): Promise<void> {
-  return expectTextOn(page, selector, text, problems)
-}
 
 const notifications = (page: Page) =>
   page.evaluate(() => (window as unknown as Recorded).recorded.notifications)

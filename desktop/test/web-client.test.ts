@@ -5,14 +5,12 @@
  * violations. Screenshots of the main views go to desktop/test-artifacts/.
  */
 import { mkdir } from 'node:fs/promises'
-import type { Browser, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Federation } from '../../homeserver/test/support/federation.ts'
 import {
   ARTIFACTS,
   axeViolations,
-  expectText as expectTextOn,
-  openPage,
   say,
   signUp,
   startWebSuite,
@@ -25,25 +23,17 @@ const GLOBEX = 'globex.localhost'
 
 let suite: WebSuite
 let fed: Federation
-let browser: Browser
-const problems: string[] = []
+let problems: string[]
+let open: WebSuite['open']
+let expectText: WebSuite['expectText']
 
 beforeAll(async () => {
   await mkdir(ARTIFACTS, { recursive: true })
   suite = await startWebSuite([ACME, GLOBEX])
-  ;({ fed, browser } = suite)
+  ;({ fed, problems, open, expectText } = suite)
 }, 120_000)
 
 afterAll(() => suite?.close())
-
-/** A fresh browser profile on one server's web client, recording console errors and CSP reports. */
-async function open(server: string): Promise<Page> {
-  return openPage(await browser.newContext(), fed.urls[server]!, problems, server)
-}
-
-function expectText(page: Page, selector: string, text: string): Promise<void> {
-  return expectTextOn(page, selector, text, problems)
-}
 
 describe('web client in Chromium', () => {
   it('two organisations chat in a DM across their servers', async () => {

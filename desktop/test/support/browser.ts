@@ -54,6 +54,12 @@ export function launchChromium(): Promise<Browser> {
 export interface WebSuite {
   readonly fed: Federation
   readonly browser: Browser
+  /** Console errors, page errors and CSP violations of every page opened with {@link open}. */
+  readonly problems: string[]
+  /** A page in a fresh browser profile on `server`'s web client, recording into {@link problems}. */
+  open(server: string): Promise<Page>
+  /** {@link expectText}, reporting the suite's problems on failure. */
+  expectText(page: Page, selector: string, text: string): Promise<void>
   close(): Promise<void>
 }
 
@@ -68,9 +74,13 @@ export async function startWebSuite(
   const web = await buildWebClient()
   const fed = await startFederation([...servers], (name) => ({ ...overrides(name), webClientDir: web.dir }))
   const browser = await launchChromium()
+  const problems: string[] = []
   return {
     fed,
     browser,
+    problems,
+    open: async (server) => openPage(await browser.newContext(), fed.urls[server]!, problems, server),
+    expectText: (page, selector, text) => expectText(page, selector, text, problems),
     async close() {
       await browser.close()
       await fed.close()
