@@ -114,6 +114,7 @@ describe('encrypted local cache', () => {
     })
     await page.reload()
     await expectText(page, '[data-testid="me"]', '@ann:', problems)
+    await expectText(page, '[data-testid="room-preview"]', `You: ${CANARY}`, problems)
     await page.getByRole('button', { name: 'Canary Club' }).click()
     await expectText(page, '[data-testid="message"]', CANARY, problems)
     expect(await page.locator('[data-status]').getAttribute('data-status')).not.toBe('online')

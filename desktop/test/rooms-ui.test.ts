@@ -63,7 +63,14 @@ describe('rooms in the web client', () => {
       .poll(() => notifications(ben))
       .toEqual([{ title: `@ada:${ACME}`, body: `@ben:${GLOBEX} can you review this?` }])
 
-    await ben.getByRole('button', { name: /^Design/ }).click()
+    // The room list previews the last message (as text; the preview describes the button, whose name
+    // stays the room's).
+    const design = ben.getByRole('button', { name: /^Design/ })
+    await expect
+      .poll(() => design.locator('[data-testid="room-preview"]').textContent())
+      .toBe(`@ada:${ACME}: @ben:${GLOBEX} can you review this?`)
+    expect(await ben.getByRole('button', { name: 'Elsewhere', exact: true }).count()).toBe(1)
+    await design.click()
     await expectText(ben, '[data-testid="message"]', 'can you review this?')
     // Each message says when it was sent: a machine-readable time, a full date as its tooltip.
     const time = ben.locator('[data-testid="message"]', { hasText: 'can you review this?' }).locator('time')
@@ -211,5 +218,45 @@ describe('rooms in the web client', () => {
     await expect.poll(() => ola.locator('[data-testid="unsent"]').count()).toBe(1)
     await ola.locator('[data-testid="unsent"]').getByRole('button', { name: 'Discard' }).click()
     await expect.poll(() => ola.locator('[data-testid="unsent"]').count()).toBe(0)
+  }, 60_000)
+
+  it("what is typed before a room's draft has loaded is kept, and Enter sends it", async () => {
+    const ida = await open(ACME)
+    await signUp(ida, 'ida')
+    await newRoom(ida, 'First', 'New group')
+    await newRoom(ida, 'Second', 'New group')
+    // Hold the outbox's lock: the next send's cache write waits, and every cache read queues behind it
+    // (what a busy cache looks like), including the draft of the room opened next.
+    await ida.evaluate(
+      () =>
+        new Promise<void>((held) =>
+          navigator.locks.request(
+            'parley-outbox',
+            () =>
+              new Promise<void>((release) => {
+                ;(window as unknown as { releaseOutbox: () => void }).releaseOutbox = release
+                held()
+              }),
+          ),
+        ),
+    )
+    await say(ida, 'queued behind the lock')
+    await ida.getByRole('button', { name: 'First', exact: true }).click()
+    const box = ida.locator('textarea[name="message"]')
+    await box.fill('typed before the draft loaded')
+    await ida.evaluate(() => (window as unknown as { releaseOutbox: () => void }).releaseOutbox())
+    // The held send went out and came back (so the draft read queued behind it has answered).
+    await expect
+      .poll(() =>
+        ida
+          .getByRole('button', { name: 'Second', exact: true })
+          .locator('[data-testid="room-preview"]')
+          .textContent(),
+      )
+      .toBe('You: queued behind the lock')
+    expect(await box.inputValue()).toBe('typed before the draft loaded')
+    await box.press('Enter')
+    await expectText(ida, '[data-testid="message"]', 'typed before the draft loaded')
+    expect(problems).toEqual([])
   }, 60_000)
 })

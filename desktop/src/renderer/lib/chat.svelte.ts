@@ -11,13 +11,14 @@ import {
   type ConnectionStatus,
   type OutboxEntry,
 } from '@parley/protocol/client'
-import type { ClientEvent, PresenceStatus, RoomSummary } from '@parley/protocol/schema'
+import type { ClientEvent, PresenceStatus } from '@parley/protocol/schema'
 import { MessageContent, type Attachment } from '@parley/protocol/schema'
 import * as att from './attachments.ts'
 import { displayName } from './display-text.ts'
 import { MediaCache } from './media-cache.ts'
 import type { DeepLink, DesktopApi } from './desktop-api.ts'
 import { mentionsIn, mentionsUser } from './mentions.ts'
+import { listedRoom, type ListedRoom } from './preview.ts'
 import { RoomTimeline } from './room-timeline.ts'
 import type { UnreadMark } from './timeline-layout.ts'
 
@@ -26,8 +27,8 @@ import type { UnreadMark } from './timeline-layout.ts'
  * (lib/cache/encrypted-store.ts on IndexedDB; an in-memory one where IndexedDB is unavailable).
  */
 export interface AppStore extends ClientStore {
-  getRooms(): Promise<RoomSummary[] | null>
-  putRooms(rooms: readonly RoomSummary[]): Promise<void>
+  getRooms(): Promise<ListedRoom[] | null>
+  putRooms(rooms: readonly ListedRoom[]): Promise<void>
   getTimeline(room: string): Promise<ClientEvent[] | null>
   putTimeline(room: string, events: readonly ClientEvent[]): Promise<void>
 }
@@ -41,7 +42,7 @@ export function reasonOf(error: unknown): string {
 export class Chat {
   status = $state<ConnectionStatus>('offline')
   me = $state<string | null>(null)
-  rooms = $state<RoomSummary[]>([])
+  rooms = $state<ListedRoom[]>([])
   selected = $state<string | null>(null)
   /** Sends not yet acknowledged (they survive reloads), oldest first. */
   pending = $state<OutboxEntry[]>([])
@@ -178,7 +179,7 @@ export class Chat {
     try {
       const rooms = await client.api.listRooms()
       if (this.#client !== client) return // signed out meanwhile: not this account's list any more
-      this.rooms = rooms
+      this.rooms = rooms.map(listedRoom)
       this.#roomsLoaded()
       const unknown = this.#dmPeers().filter((u) => !(u in this.presence))
       if (unknown.length > 0) void this.#fetchPresence(unknown)

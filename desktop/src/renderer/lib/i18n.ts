@@ -14,6 +14,8 @@ const en = {
   'rooms.heading': 'Rooms',
   'rooms.empty': 'No rooms yet. Start a chat.',
   'rooms.unread': '{count} unread',
+  'preview.you': 'You',
+  'preview.attachment': '📎 {name}',
   'rooms.mentions.one': '1 mention of you',
   'rooms.mentions.other': '{count} mentions of you',
   'link.join': 'You were invited to {room}. Join it?',

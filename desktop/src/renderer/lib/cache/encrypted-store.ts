@@ -9,8 +9,9 @@
  * validate is treated as absent (the server is the source of truth: it is fetched again).
  */
 import { OutboxEntry, Session, type ClientStore } from '@parley/protocol/client'
-import { ClientEvent, RoomSummary } from '@parley/protocol/schema'
+import { ClientEvent } from '@parley/protocol/schema'
 import { z } from 'zod'
+import { ListedRoom } from '../preview.ts'
 import {
   deriveCacheKeys,
   generateSecret,
@@ -30,7 +31,7 @@ export const CACHED_EVENTS_PER_ROOM = 100
 
 const Cursor = z.number().int().nonnegative()
 const Outbox = z.array(OutboxEntry)
-const Rooms = z.array(RoomSummary)
+const Rooms = z.array(ListedRoom)
 const Events = z.array(ClientEvent)
 
 /** Where the cache key comes from: the shell's safeStorage secret, or (web) one kept in the profile. */
@@ -145,16 +146,12 @@ export class EncryptedStore implements ClientStore {
   // ---- what the app renders first ----
 
   /** The room list as last seen, or null. */
-  getRooms(): Promise<RoomSummary[] | null> {
+  getRooms(): Promise<ListedRoom[] | null> {
     return this.#enqueue(async () => (await this.#read('rooms', Rooms)) ?? null)
   }
-  /**
-   * Kept without each room's `last_event`: the list does not show it, and validating 200 full events
-   * on every start was the largest part of rendering the cached list (cold-start benchmark).
-   */
-  putRooms(rooms: readonly RoomSummary[]): Promise<void> {
-    const slim = rooms.map(({ last_event: _, ...room }) => room)
-    return this.#enqueue(() => this.#write('rooms', slim))
+  /** Kept as the list shows it: a preview of each room's last message, not the whole event. */
+  putRooms(rooms: readonly ListedRoom[]): Promise<void> {
+    return this.#enqueue(() => this.#write('rooms', rooms))
   }
   /** A room's latest events as last seen (oldest first), or null. */
   getTimeline(room: string): Promise<ClientEvent[] | null> {

@@ -4,17 +4,18 @@
  * staying the only way in after a restart, which is the honest outcome of "nothing stored".
  */
 import { MemoryStore } from '@parley/protocol/client'
-import type { ClientEvent, RoomSummary } from '@parley/protocol/schema'
+import type { ClientEvent } from '@parley/protocol/schema'
 import type { AppStore } from '../chat.svelte.ts'
+import type { ListedRoom } from '../preview.ts'
 
 export class MemoryAppStore extends MemoryStore implements AppStore {
-  #rooms: RoomSummary[] | null = null
+  #rooms: ListedRoom[] | null = null
   readonly #timelines = new Map<string, ClientEvent[]>()
 
   async getRooms() {
     return this.#rooms === null ? null : structuredClone(this.#rooms)
   }
-  async putRooms(rooms: readonly RoomSummary[]) {
+  async putRooms(rooms: readonly ListedRoom[]) {
     this.#rooms = structuredClone([...rooms])
   }
   async getTimeline(room: string) {
