@@ -200,6 +200,34 @@ describe('ParleyClient sync', () => {
     await expect(ctx.client.sendToDevice('x', messages)).rejects.toBeInstanceOf(ClientClosedError)
   })
 
+  it('with a to-device handler, acknowledges each message only after its handler finished, in order', async () => {
+    const ctx = await setup()
+    const ws = await online(ctx)
+    const handled: number[] = []
+    let release!: () => void
+    const firstHeld = new Promise<void>((resolve) => (release = resolve))
+    ctx.client.setToDeviceHandler(async (message) => {
+      if (message.id === 1) await firstHeld
+      if (message.id === 2) throw new Error('cannot open this one')
+      handled.push(message.id)
+    })
+    const errors: Error[] = []
+    ctx.client.on('error', (e) => errors.push(e))
+    const base = { sender: '@bob:acme.test', sender_device: 'BOBDEVICE001', event_type: 'e2e.room_key' }
+    for (const id of [1, 2, 3]) ws.deliver({ type: 'to_device', id, ...base, content: { n: id } })
+    // Nothing is acknowledged while the first message's handler still works.
+    await Promise.resolve()
+    expect(ws.unreadFrames()).toEqual([])
+    release()
+    expect(await ws.nextFrame()).toEqual({ type: 'to_device_ack', upto: 1 })
+    // The failing one is reported and acknowledged: it would fail again, and must not block the inbox.
+    expect(await ws.nextFrame()).toEqual({ type: 'to_device_ack', upto: 2 })
+    expect(await ws.nextFrame()).toEqual({ type: 'to_device_ack', upto: 3 })
+    expect(handled).toEqual([1, 3])
+    expect(errors.map((e) => e.message)).toEqual(['cannot open this one'])
+    ctx.client.close()
+  })
+
   it('drops invalid server frames, reports them and stays connected', async () => {
     const ctx = await setup()
     const ws = await online(ctx)

@@ -267,6 +267,9 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   readonly #waiters = new Map<string, Deferred<SendResult>>()
   /** `sendToDevice` calls waiting for `to_device_sent`, by txn id. */
   readonly #toDeviceWaiters = new Map<string, Deferred<void>>()
+  #toDeviceHandler: ((message: ToDeviceMessage) => Promise<void>) | null = null
+  /** To-device messages are handled one at a time, in order, and acknowledged after their handler. */
+  #toDeviceChain: Promise<void> = Promise.resolve()
   #pausedUntil = 0
   #pauseTimer: TimerHandle | undefined
   #pingId = 0
@@ -440,6 +443,15 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       },
     )
     return waiter.promise
+  }
+
+  /**
+   * Sets the one handler that must finish with each to-device message before it is acknowledged (and
+   * deleted on the server): end-to-end encryption stores room keys here. Messages reach it one at a
+   * time, in order; the `to_device` event is emitted after it. Pass null to remove it.
+   */
+  setToDeviceHandler(handler: ((message: ToDeviceMessage) => Promise<void>) | null): void {
+    this.#toDeviceHandler = handler
   }
 
   /** Tells the room whether the user is typing. Returns false (and sends nothing) when not connected. */
@@ -683,8 +695,24 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         return
       case 'to_device': {
         const { type: _type, ...message } = frame
-        this.emit('to_device', message)
-        this.#transmit(conn, { type: 'to_device_ack', upto: frame.id })
+        const handler = this.#toDeviceHandler
+        if (!handler) {
+          this.emit('to_device', message)
+          this.#transmit(conn, { type: 'to_device_ack', upto: frame.id })
+          return
+        }
+        // A room key must be stored before the server may delete it: acknowledge after the handler.
+        // A handler that fails is reported and acknowledged all the same (an envelope that cannot be
+        // opened now will not open later), so one bad message cannot block the inbox.
+        this.#toDeviceChain = this.#toDeviceChain.then(async () => {
+          try {
+            await handler(message)
+          } catch (error) {
+            this.#report(error)
+          }
+          this.emit('to_device', message)
+          if (this.#conn === conn) this.#transmit(conn, { type: 'to_device_ack', upto: frame.id })
+        })
         return
       }
       case 'to_device_sent': {

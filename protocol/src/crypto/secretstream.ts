@@ -47,7 +47,7 @@ interface WasmHeap {
  * handle is a WASM heap address; this reaches into the wrapper's `libsodium` module and does nothing
  * if its shape is not what we expect.
  */
-function freeState(state: StateAddress): void {
+export function freeSecretStreamState(state: StateAddress): void {
   const address = state as unknown
   const heap = (sodium() as unknown as { libsodium?: Partial<WasmHeap> }).libsodium
   if (typeof address !== 'number' || !heap || !(heap.HEAPU8 instanceof Uint8Array)) return
@@ -110,7 +110,7 @@ export class SecretStreamPusher {
     if (this.#state === null) return
     const state = this.#state
     this.#state = null
-    freeState(state)
+    freeSecretStreamState(state)
   }
 }
 
@@ -176,7 +176,7 @@ export class SecretStreamPuller {
     if (this.#state === null) return
     const state = this.#state
     this.#state = null
-    freeState(state)
+    freeSecretStreamState(state)
   }
 }
 
