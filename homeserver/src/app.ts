@@ -11,6 +11,7 @@ import { auth } from './routes/auth.ts'
 import { users } from './routes/users.ts'
 import { rooms } from './routes/rooms.ts'
 import { media } from './routes/media.ts'
+import { keys } from './routes/keys.ts'
 import { wellKnown } from './routes/well-known.ts'
 import { webClient } from './routes/web-client.ts'
 import { clientAddress } from './routes/middleware.ts'
@@ -98,6 +99,7 @@ export function createApp(services: Services) {
   app.route('/api/v1', users)
   app.route('/api/v1/rooms', rooms)
   app.route('/api/v1/media', media(config.limits.maxMediaBytes))
+  app.route('/api/v1/keys', keys)
   if (config.webClientDir !== undefined) {
     const serve = webClient(config.webClientDir)
     app.get('*', (c, next) => (c.req.path.startsWith('/api/') ? next() : serve(c)))

@@ -107,6 +107,8 @@ const Federation = z.strictObject({
   mediaFetchesPerPeer: z.number().int().min(1).default(4),
   /** A media fetch fails (P_UNAVAILABLE) when the peer leaves one chunk request unanswered this long. */
   mediaTimeoutMs: z.number().int().min(10).default(15_000),
+  /** A key query to a peer fails (its users' keys come from the last answer, else `failures`) after this. */
+  keysTimeoutMs: z.number().int().min(10).default(10_000),
   /** Redial backoff: full jitter, `backoffBaseMs` doubling per failure, capped at `backoffCapMs`. */
   backoffBaseMs: z.number().int().min(1).default(1000),
   backoffCapMs: z

@@ -130,6 +130,7 @@ describe('AC-1 non-member read/write', () => {
       'POST /:room/unban': { user_id: banned.user_id },
       'PUT /:room/settings': { name: 'pwned' },
       'PUT /:room/power': { user_id: stranger.user_id, role: 'admin' },
+      'POST /:room/encryption': undefined,
     }
     const table = roomsRouter.routes
       .filter((r) => r.method !== 'ALL' && r.path.includes(':room'))

@@ -16,6 +16,8 @@ describe('ERROR_STATUS', () => {
     expect(ERROR_STATUS).toEqual({
       P_BAD_JSON: 400,
       P_BAD_REQUEST: 400,
+      P_BAD_SIGNATURE: 400,
+      P_ENCRYPTED_ROOM: 400,
       P_INVALID_USERNAME: 400,
       P_WEAK_PASSWORD: 400,
       P_USER_IN_USE: 409,

@@ -11,6 +11,10 @@ export const ERROR_STATUS = {
   P_INVALID_USERNAME: 400,
   /** A password that is too short or too long. */
   P_WEAK_PASSWORD: 400,
+  /** A signed document (E2E device list) whose signature does not verify. */
+  P_BAD_SIGNATURE: 400,
+  /** A plaintext event type (message, edit, reaction) sent to an end-to-end encrypted room. */
+  P_ENCRYPTED_ROOM: 400,
   /** The user name is taken. */
   P_USER_IN_USE: 409,
   /** No credentials were presented, or they were wrong. */

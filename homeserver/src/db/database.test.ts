@@ -152,6 +152,27 @@ describe('migrations', () => {
     db.close()
   })
 
+  it('0006 adds STRICT key directory and backup tables; one list per user, versions from 1', async () => {
+    const db = await migratedTo(6)
+    expect(db.pragma('user_version', { simple: true })).toBe(6)
+    const names = ['device_lists', 'key_backup_sessions', 'key_backups', 'remote_keys', 'signed_prekeys']
+    const added = tablesOf(db).filter((t) => names.includes(t.name))
+    expect(added.map((t) => t.name)).toEqual(names)
+    for (const t of added) expect(t.sql, t.name).toMatch(/STRICT/)
+    const insert = db.prepare(
+      "INSERT INTO device_lists (user_id, uik, version, hash, document, updated_ts) VALUES ('@a:x', 'k', ?, 'h', '{}', 1)",
+    )
+    expect(() => insert.run(0)).toThrow(/CHECK/)
+    insert.run(1)
+    expect(() => insert.run(2)).toThrow(/UNIQUE|PRIMARY/)
+    const session = db.prepare(
+      "INSERT INTO key_backup_sessions (user_id, room_id, session_id, record, updated_ts) VALUES ('@a:x', 'r', 's', '{}', 1)",
+    )
+    session.run()
+    expect(() => session.run()).toThrow(/UNIQUE|PRIMARY/)
+    db.close()
+  })
+
   it('is idempotent: reopening runs nothing twice', async () => {
     const path = await freshPath()
     openDatabase(path).close()
@@ -252,6 +273,25 @@ describe('query plans (every hot query uses an index)', () => {
       `SELECT 1 AS one FROM memberships WHERE room_id = 'r' AND substr(user_id, -3) = ':b'
          AND (membership = 'join' OR left_pos > 5) LIMIT 1`,
       /^SEARCH memberships USING PRIMARY KEY \(room_id=\?\)$/,
+    ],
+    [
+      'signed prekeys of a user (existing devices only)',
+      `SELECT p.device_id, p.document FROM signed_prekeys p JOIN devices d ON d.device_id = p.device_id
+       WHERE p.user_id = 'u' ORDER BY p.device_id`,
+      /SEARCH p USING INDEX signed_prekeys_by_user \(user_id=\?\).*SEARCH d USING/,
+    ],
+    [
+      'two users share a room, joined or invited (the key directory rule)',
+      `SELECT 1 AS one FROM memberships me JOIN memberships them ON them.room_id = me.room_id
+       WHERE me.user_id = 'u' AND me.membership IN ('join', 'invite')
+         AND them.user_id = 'v' AND them.membership IN ('join', 'invite') LIMIT 1`,
+      /SEARCH me USING (COVERING )?INDEX memberships_by_user \(user_id=\? AND membership=\?\).*SEARCH them USING (PRIMARY KEY|COVERING INDEX memberships_by_user) \(/,
+    ],
+    [
+      'co-members of a user (keys_changed fan-out)',
+      `SELECT DISTINCT them.user_id FROM memberships me JOIN memberships them ON them.room_id = me.room_id
+       WHERE me.user_id = 'u' AND me.membership IN ('join', 'invite') AND them.membership IN ('join', 'invite')`,
+      /SEARCH me USING (COVERING )?INDEX memberships_by_user \(user_id=\? AND membership=\?\).*SEARCH them USING PRIMARY KEY \(room_id=\?\)/,
     ],
     [
       "a user shares a room with a server (the user's rooms, then their members)",

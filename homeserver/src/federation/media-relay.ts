@@ -22,6 +22,7 @@ import {
 import type { Logger } from '../logger.ts'
 import type { MediaService, RemoteMediaSink, RemoteMediaSource } from '../services/media.ts'
 import type { LinkManager } from './link-manager.ts'
+import { PeerRequests } from './peer-requests.ts'
 
 /** Reads served to one peer at once; more are refused with P_LIMIT_EXCEEDED. */
 const MAX_SERVING_PER_PEER = 8
@@ -57,20 +58,12 @@ export interface MediaRelayStats {
 
 type Answer = MediaPartFrame | MediaErrorFrame
 
-interface Pending {
-  readonly frame: MediaGetFrame
-  readonly resolve: (answer: Answer) => void
-  readonly reject: (err: ParleyError) => void
-  readonly timer: ReturnType<typeof setTimeout>
-}
-
 const notFound = () => new ParleyError('P_NOT_FOUND', 'media not found')
 
 export class FederatedMedia implements RemoteMediaSource {
   readonly stats: MediaRelayStats = { fetched: 0, failed: 0, served: 0, chunksServed: 0, refused: 0 }
   readonly #o: FederatedMediaOptions
-  /** Requests awaiting an answer, by `peer req_id`. */
-  readonly #pending = new Map<string, Pending>()
+  readonly #requests: PeerRequests<MediaGetFrame, Answer>
   /** Per peer: fetches running, and those waiting for a slot. */
   readonly #active = new Map<string, number>()
   readonly #queued = new Map<string, Array<() => void>>()
@@ -79,6 +72,7 @@ export class FederatedMedia implements RemoteMediaSource {
 
   constructor(options: FederatedMediaOptions) {
     this.#o = options
+    this.#requests = new PeerRequests(options.links, options.log, 'media fetch')
     options.media.remote = this
   }
 
@@ -108,12 +102,16 @@ export class FederatedMedia implements RemoteMediaSource {
       return new ParleyError('P_UNAVAILABLE', `${server} sent media that fails verification`)
     }
     for (;;) {
-      const answer = await this.#ask(server, {
-        type: 'media_get',
-        req_id: randomBytes(16).toString('base64url'),
-        media_id: mediaId,
-        offset,
-      })
+      const answer = await this.#requests.ask(
+        server,
+        {
+          type: 'media_get',
+          req_id: randomBytes(16).toString('base64url'),
+          media_id: mediaId,
+          offset,
+        },
+        this.#o.mediaTimeoutMs,
+      )
       if (answer.type === 'media_error') throw this.#refusal(server, answer)
       if (answer.media_id !== mediaId || answer.offset !== offset)
         throw lie(`answered ${answer.media_id} at ${answer.offset}, asked at ${offset}`)
@@ -153,31 +151,6 @@ export class FederatedMedia implements RemoteMediaSource {
     if (hash.digest('hex') !== facts.sha256) throw lie('bytes do not match their sha256')
   }
 
-  /** Sends one request (dialling if needed, without making the peer "wanted") and awaits its answer. */
-  async #ask(server: string, frame: MediaGetFrame): Promise<Answer> {
-    if (!this.#o.links.linkTo(server)) {
-      try {
-        await this.#o.links.ensureLink(server, { keep: false })
-      } catch (err) {
-        this.#o.log.info({ peer: server, err: String(err) }, 'media fetch: peer unreachable')
-        throw new ParleyError('P_UNAVAILABLE', `${server} cannot be reached right now`)
-      }
-    }
-    return new Promise<Answer>((resolve, reject) => {
-      const key = `${server} ${frame.req_id}`
-      const timer = setTimeout(() => {
-        this.#pending.delete(key)
-        reject(new ParleyError('P_UNAVAILABLE', `${server} did not answer in time`))
-      }, this.#o.mediaTimeoutMs)
-      this.#pending.set(key, { frame, resolve, reject, timer })
-      if (!this.#o.links.send(server, frame)) {
-        clearTimeout(timer)
-        this.#pending.delete(key)
-        reject(new ParleyError('P_UNAVAILABLE', `${server} cannot be reached right now`))
-      }
-    })
-  }
-
   /** The origin's refusal as we tell our user: "not found" says nothing about existence. */
   #refusal(server: string, answer: MediaErrorFrame): ParleyError {
     if (answer.errcode === 'P_NOT_FOUND' || answer.errcode === 'P_FORBIDDEN') return notFound()
@@ -195,13 +168,7 @@ export class FederatedMedia implements RemoteMediaSource {
   }
 
   #answer(peer: string, frame: Answer): void {
-    const key = `${peer} ${frame.req_id}`
-    const pending = this.#pending.get(key)
-    // An answer after its deadline (or on behalf of another peer's request: keys carry the peer).
-    if (!pending) return
-    this.#pending.delete(key)
-    clearTimeout(pending.timer)
-    pending.resolve(frame)
+    this.#requests.settle(peer, frame.req_id, frame)
   }
 
   /** Waits for one of the peer's fetch slots; refuses when too many already wait. */
@@ -282,17 +249,11 @@ export class FederatedMedia implements RemoteMediaSource {
 
   /** A new link to the peer (maybe replacing one): requests sent on the old one go again. */
   linkUp(peer: string): void {
-    for (const [key, pending] of this.#pending)
-      if (key.startsWith(`${peer} `)) this.#o.links.send(peer, pending.frame)
+    this.#requests.linkUp(peer)
   }
 
   /** The peer has no link: its transfers fail now rather than at their deadline. */
   linkDown(peer: string): void {
-    for (const [key, pending] of this.#pending) {
-      if (!key.startsWith(`${peer} `)) continue
-      this.#pending.delete(key)
-      clearTimeout(pending.timer)
-      pending.reject(new ParleyError('P_UNAVAILABLE', `the link to ${peer} went down`))
-    }
+    this.#requests.linkDown(peer)
   }
 }

@@ -51,6 +51,8 @@ const SUBMITTABLE: ReadonlySet<string> = new Set([
   'm.room.name',
   'm.room.topic',
   'm.power_levels',
+  'm.encrypted',
+  'm.room.encryption',
 ])
 const STATE_KEYED: ReadonlySet<string> = new Set(['m.member', 'm.power_levels'])
 /** Key lookup failures that say nothing about the signature: try again later. */

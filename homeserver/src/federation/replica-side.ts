@@ -17,7 +17,7 @@ import {
   type ChainLink,
   type JsonObject,
 } from '@parley/protocol'
-import { CONTENT_SCHEMAS } from '@parley/protocol/schema'
+import { CONTENT_SCHEMAS, ENCRYPTED_ROOM_TYPES } from '@parley/protocol/schema'
 import {
   MAX_CURSORS_PER_FRAME,
   type EventsFrame,
@@ -342,14 +342,17 @@ export class ReplicaSide {
   /**
    * What an event may do to the state we keep, beyond what its signatures prove (inside the
    * transaction, so earlier events of the batch count): no second copy of an event id; edits,
-   * reactions and redactions only of events of the same room; and only our own server (it signed
-   * it) can make one of our users join a room.
+   * reactions and redactions only of events of the same room; only our own server (it signed it)
+   * can make one of our users join a room; and once a room is end-to-end encrypted, no plaintext
+   * (the owner's rules refuse it: an owner that sequences it anyway is not followed).
    */
-  #checkEffects(room: string, item: ReplicatedEvent): void {
+  #checkEffects(room: string, item: ReplicatedEvent, encrypted: boolean): void {
     const { repos, serverName } = this.#o
     const { header, content, envelope } = item
     if (repos.events.get(envelope.event_id))
       throw new ReplicaRefusal('duplicate_event', `${envelope.event_id} is already stored`)
+    if (encrypted && !STATE_TYPES.has(header.type) && !ENCRYPTED_ROOM_TYPES.has(header.type))
+      throw new ReplicaRefusal('plaintext_in_encrypted_room', `${envelope.event_id} is ${header.type}`)
     const target = content?.target
     if (typeof target === 'string') {
       const held = repos.events.get(target)
@@ -419,7 +422,8 @@ export class ReplicaSide {
       }
       if (envelope.seq !== seq + 1 || envelope.prev !== hash)
         throw new ParleyError('P_CONFLICT', `${room}: batch does not continue at seq ${seq}`)
-      this.#checkEffects(room, item)
+      // A snapshot's events are history from before its state: only later events are held to it.
+      this.#checkEffects(room, item, !fresh && repos.rooms.get(room)?.encrypted === 1)
       stream = ctx.nextStream()
       const contentJson = item.content === null ? null : canonicalJson(item.content)
       const target = item.content?.target ?? item.relates_to

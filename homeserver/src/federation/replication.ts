@@ -23,8 +23,10 @@ import type { PeerKeys } from './peer-keys.ts'
 import { ReplicaSide } from './replica-side.ts'
 import { FederatedToDevice } from './to-device-relay.ts'
 import { FederatedMedia } from './media-relay.ts'
+import { FederatedKeys } from './keys-relay.ts'
 import type { ToDeviceService } from '../services/to-device.ts'
 import type { MediaService } from '../services/media.ts'
+import type { KeysService } from '../services/keys.ts'
 
 /** A peer that commits this many faults within FAULT_WINDOW_MS loses its link (FED-2). */
 const FAULT_LIMIT = 10
@@ -53,6 +55,9 @@ export interface ReplicationOptions {
   /** Media fetches from one peer at once, and the longest wait for one chunk. */
   readonly mediaFetchesPerPeer: number
   readonly mediaTimeoutMs: number
+  /** The E2E key directory, and the longest wait for a peer's answer about its users' keys. */
+  readonly keys: KeysService
+  readonly keysTimeoutMs: number
   readonly maxContentBytes: number
   /** Frames per second (and burst) a peer may send before its reads are paused. */
   readonly framesPerSecond: number
@@ -77,6 +82,7 @@ export class Replication implements EphemeralRelay {
   readonly outbox: Outbox
   readonly toDevice: FederatedToDevice
   readonly media: FederatedMedia
+  readonly keys: FederatedKeys
   readonly stats: ReplicationStats = { applied: 0, faults: new Map(), equivocations: 0 }
   readonly #o: ReplicationOptions
   readonly #recentFaults = new Map<string, number[]>()
@@ -103,6 +109,7 @@ export class Replication implements EphemeralRelay {
     this.outbox = new Outbox({ ...options, fault })
     this.toDevice = new FederatedToDevice({ ...options, fault })
     this.media = new FederatedMedia({ ...options, fault })
+    this.keys = new FederatedKeys({ ...options, fault })
     options.sequencer.onCommit((events) => {
       this.owner.committed(events)
       this.outbox.applied(events.map((e) => e.event_id))
@@ -114,6 +121,7 @@ export class Replication implements EphemeralRelay {
       this.outbox.linkUp(peer)
       this.toDevice.linkUp(peer)
       this.media.linkUp(peer)
+      this.keys.linkUp(peer)
       this.#presenceToPeer(peer)
     })
     options.links.on('link down', (peer) => {
@@ -121,6 +129,7 @@ export class Replication implements EphemeralRelay {
       this.outbox.linkDown(peer)
       this.toDevice.linkDown(peer)
       this.media.linkDown(peer)
+      this.keys.linkDown(peer)
       // Nobody speaks for that server's users now: show them offline rather than frozen as they were.
       options.ephemeral.peerDown(peer)
     })
@@ -301,6 +310,12 @@ export class Replication implements EphemeralRelay {
         return this.media.onPart(peer, f)
       case 'media_error':
         return this.media.onError(peer, f)
+      case 'keys_query':
+        return this.keys.onQuery(peer, f)
+      case 'keys_answer':
+        return this.keys.onAnswer(peer, f)
+      case 'keys_changed':
+        return this.keys.onKeysChanged(peer, f)
     }
   }
 

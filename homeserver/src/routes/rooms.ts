@@ -81,6 +81,11 @@ export const rooms = new Hono<AppEnv>()
     await c.var.services.rooms.settings(c.var.session.userId, c.req.valid('param').room, c.req.valid('json'))
     return c.json({})
   })
+  // Irreversible: turning end-to-end encryption off again does not exist.
+  .post('/:room/encryption', room, async (c) => {
+    const e = await c.var.services.rooms.enableEncryption(c.var.session.userId, c.req.valid('param').room)
+    return c.json({ event_id: e.event_id })
+  })
   .put('/:room/power', room, valid('json', PowerBody), async (c) => {
     const b = c.req.valid('json')
     const e = await c.var.services.rooms.setRole(

@@ -11,6 +11,7 @@ import type { Logger } from '../logger.ts'
 import { AccountsService, accountsOptions } from './accounts.ts'
 import { EphemeralService } from './ephemeral.ts'
 import { Hub, RoomMembers } from './hub.ts'
+import { KeysService } from './keys.ts'
 import { MediaService } from './media.ts'
 import { MessagesService } from './messages.ts'
 import { PasswordHasher } from './passwords.ts'
@@ -53,6 +54,8 @@ export interface Services {
   /** Durable device-to-device messages (E2E key sharing), local and across servers. */
   readonly toDevice: ToDeviceService
   readonly media: MediaService
+  /** The E2E key directory (device lists, prekeys) and key backups, local and across servers. */
+  readonly keys: KeysService
   readonly profiles: ProfilesService
   /** Authenticated REST requests per user. */
   readonly restLimiter: RateLimiter
@@ -115,6 +118,7 @@ export function createServices(
     streamHead: () => sequencer.streamHead,
     clock,
   })
+  const keys = new KeysService(repos, sequencer, hub, config.serverName, clock, log)
   const replication = new Replication({
     serverName: config.serverName,
     signer,
@@ -131,6 +135,8 @@ export function createServices(
     media,
     mediaFetchesPerPeer: config.federation.mediaFetchesPerPeer,
     mediaTimeoutMs: config.federation.mediaTimeoutMs,
+    keys,
+    keysTimeoutMs: config.federation.keysTimeoutMs,
     maxContentBytes: config.limits.maxContentBytes,
     framesPerSecond: config.federation.framesPerSecond,
     frameBurst: config.federation.frameBurst,
@@ -150,13 +156,22 @@ export function createServices(
     accounts,
     sequencer,
     rooms: new RoomsService(repos, sequencer, config.serverName, replication.outbox),
-    messages: new MessagesService(sequencer, replication.outbox, config.serverName, clock, config.limits),
+    messages: new MessagesService(
+      sequencer,
+      replication.outbox,
+      config.serverName,
+      clock,
+      config.limits,
+      (room, user) =>
+        repos.memberships.get(room, user)?.membership === 'join' && repos.rooms.get(room)?.encrypted === 1,
+    ),
     sync: new SyncService(repos, sequencer),
     members,
     hub,
     ephemeral,
     toDevice,
     media,
+    keys,
     profiles: new ProfilesService(repos),
     restLimiter: new RateLimiter(clock, config.limits.restBurst, config.limits.restRequestsPerSecond),
     durable: () => durability.sync?.() ?? Promise.resolve(),

@@ -1,10 +1,17 @@
 /** Client sends: validate content for its type and size, rate-limit per device, sequence. */
 import { canonicalJson, ParleyError, parseRoomId, type JsonObject } from '@parley/protocol'
-import { CONTENT_SCHEMAS, SENDABLE_TYPES, describeZodError, type SendFrame } from '@parley/protocol/schema'
+import {
+  CONTENT_SCHEMAS,
+  ENCRYPTED_ROOM_TYPES,
+  SENDABLE_TYPES,
+  describeZodError,
+  type SendFrame,
+} from '@parley/protocol/schema'
 import type { Clock } from '../clock.ts'
 import type { Session } from './accounts.ts'
 import { RateLimiter } from './rate-limit.ts'
 import type { RemoteRooms } from './remote-rooms.ts'
+import { encryptedRoom } from './room-rules.ts'
 import type { CommittedEvent, Sequencer } from './sequencer.ts'
 
 const SENDABLE: ReadonlySet<string> = new Set(SENDABLE_TYPES)
@@ -30,6 +37,8 @@ export class MessagesService {
     private readonly serverName: string,
     clock: Clock,
     private readonly options: MessagesOptions,
+    /** Whether the room is end-to-end encrypted here and the user a joined member (else: unknown). */
+    private readonly encryptedFor: (room: string, userId: string) => boolean = () => false,
   ) {
     this.#limiter = new RateLimiter(clock, options.messageBurst, options.messagesPerSecond)
   }
@@ -70,6 +79,16 @@ export class MessagesService {
     const parsed = schema.safeParse(frame.content)
     if (!parsed.success) throw new ParleyError('P_BAD_REQUEST', `content: ${describeZodError(parsed.error)}`)
     const content = parsed.data as JsonObject
+    // The server cannot read an encrypted event, but it can hold its sender to their own name.
+    if (
+      frame.event_type === 'm.encrypted' &&
+      (content.sender_user !== session.userId || content.sender_dev !== session.deviceId)
+    )
+      throw new ParleyError('P_BAD_REQUEST', 'sender_user and sender_dev must name you and this device')
+    // Answered here for rooms others own too (the owner checks again, authoritatively, when it
+    // sequences); only for members, so the answer says nothing about rooms one is not in.
+    if (!ENCRYPTED_ROOM_TYPES.has(frame.event_type) && this.encryptedFor(frame.room, session.userId))
+      throw encryptedRoom(frame.event_type)
     let contentJson: string
     try {
       contentJson = canonicalJson(content)

@@ -11,10 +11,20 @@
  * - kick, ban, unban: moderators, over members of lower level; never in DMs.
  * - power: admins, over lower members and to levels below their own; never in DMs.
  * - name, topic: moderators (any member in a DM).
+ * - encryption (`m.room.encryption`, irreversible): admins (any member in a DM). An encrypted room
+ *   takes `m.encrypted` and `m.redaction` only, never plaintext (`m.message`, `m.edit`, `m.reaction`:
+ *   P_ENCRYPTED_ROOM); `m.encrypted` only there, with `sender_user` = the sender, and in broadcast
+ *   rooms from admins only (the server cannot tell an encrypted message from an encrypted reaction).
  * A non-member and a non-existent room get the same answer, so existence does not leak (AC-2).
  */
 import { ParleyError, parseRoomId, parseUserId } from '@parley/protocol'
-import { CONTENT_SCHEMAS, ReactionContent, ROLE_LEVEL, type MemberContent } from '@parley/protocol/schema'
+import {
+  CONTENT_SCHEMAS,
+  ENCRYPTED_ROOM_TYPES,
+  ReactionContent,
+  ROLE_LEVEL,
+  type MemberContent,
+} from '@parley/protocol/schema'
 import type { MembershipRow, Repos, RoomRow } from '../db/repos/index.ts'
 import type { Clock } from '../clock.ts'
 import type { CommittedEvent, Draft, RoomRules } from './sequencer.ts'
@@ -28,11 +38,15 @@ export const STATE_TYPES: ReadonlySet<string> = new Set([
   'm.power_levels',
   'm.room.name',
   'm.room.topic',
+  'm.room.encryption',
 ])
 
 /** The one answer for "no such room" and "not your room". */
 export const notMember = (): ParleyError =>
   new ParleyError('P_FORBIDDEN', 'you are not a member of this room')
+/** A plaintext event type sent to an end-to-end encrypted room. */
+export const encryptedRoom = (type: string): ParleyError =>
+  new ParleyError('P_ENCRYPTED_ROOM', `this room is end-to-end encrypted: send m.encrypted, not ${type}`)
 const notFound = (): ParleyError => new ParleyError('P_NOT_FOUND', 'event not found')
 const forbidden = (why: string): ParleyError => new ParleyError('P_FORBIDDEN', why)
 
@@ -70,10 +84,17 @@ export class RoomRulesImpl implements RoomRules {
         if (room.kind !== 'dm' && me!.level < MODERATOR)
           throw forbidden('only moderators can change room settings')
         return
+      case 'm.room.encryption':
+        joined(me)
+        if (room.kind !== 'dm' && me!.level < ADMIN) throw forbidden('only admins can turn on encryption')
+        if (this.repos.rooms.get(room.room_id)?.encrypted === 1)
+          throw new ParleyError('P_CONFLICT', 'this room is already end-to-end encrypted')
+        return
       case 'm.message':
       case 'm.edit':
       case 'm.redaction':
       case 'm.reaction':
+      case 'm.encrypted':
         return this.#checkMessage(room, draft, joined(me))
       default:
         throw new ParleyError('P_BAD_REQUEST', `unknown event type ${draft.type}`)
@@ -93,6 +114,17 @@ export class RoomRulesImpl implements RoomRules {
 
   #checkMessage(room: RoomFacts, draft: Draft, me: MembershipRow): void {
     const c = draft.content
+    // Read each time: encryption is the one fact of a room that changes (once, never back).
+    const encrypted = this.repos.rooms.get(room.room_id)?.encrypted === 1
+    if (encrypted && !ENCRYPTED_ROOM_TYPES.has(draft.type)) throw encryptedRoom(draft.type)
+    if (draft.type === 'm.encrypted') {
+      if (!encrypted) throw new ParleyError('P_BAD_REQUEST', 'this room is not end-to-end encrypted')
+      if (c.sender_user !== draft.sender)
+        throw new ParleyError('P_BAD_REQUEST', 'sender_user must be the sender of the event')
+      if (room.kind === 'broadcast' && me.level < ADMIN)
+        throw forbidden('only admins can post in a broadcast room')
+      return
+    }
     if (
       (draft.type === 'm.message' || draft.type === 'm.edit') &&
       room.kind === 'broadcast' &&
@@ -285,6 +317,9 @@ export class RoomRulesImpl implements RoomRules {
         return
       case 'm.room.topic':
         this.repos.rooms.setTopic(room, draft.content.topic as string)
+        return
+      case 'm.room.encryption':
+        this.repos.rooms.setEncrypted(room)
         return
       case 'm.redaction': {
         const target = draft.content.target as string

@@ -1,6 +1,7 @@
 /** Room operations behind the REST API: create, membership, settings, roles, listing and history. */
 import { newRoomId, ParleyError, parseRoomId, type JsonObject } from '@parley/protocol'
 import {
+  E2E_SUITE_V1,
   ROLE_LEVEL,
   roleOfLevel,
   type ClientEvent,
@@ -100,6 +101,11 @@ export class RoomsService {
     if (body.topic !== undefined)
       steps.push(this.#submit({ room, type: 'm.room.topic', sender: userId, content: { topic: body.topic } }))
     await Promise.all(steps)
+  }
+
+  /** Turns end-to-end encryption on for good (E2E.md section 2): a state event, like name and topic. */
+  enableEncryption(userId: string, room: string) {
+    return this.#submit({ room, type: 'm.room.encryption', sender: userId, content: { suite: E2E_SUITE_V1 } })
   }
 
   setRole(userId: string, room: string, target: string, role: Exclude<Role, 'owner'>) {

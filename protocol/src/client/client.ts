@@ -117,6 +117,8 @@ export interface ParleyClientEvents {
   receipt: ReceiptUpdate
   /** A presence change. */
   presence: PresenceUpdate
+  /** Someone who shares a room with the user (or the user) published a new device list: query it again. */
+  keys_changed: { readonly user_id: string }
   /**
    * A to-device message. It is acknowledged (and deleted on the server) right after the listeners
    * ran: a listener must have stored what it needs by then. It may come again after a reconnect if
@@ -692,6 +694,9 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         return
       case 'presence':
         this.emit('presence', { user_id: frame.user_id, status: frame.status })
+        return
+      case 'keys_changed':
+        this.emit('keys_changed', { user_id: frame.user_id })
         return
       case 'to_device': {
         const { type: _type, ...message } = frame

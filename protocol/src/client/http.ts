@@ -16,6 +16,7 @@ import {
   PresenceResponse,
   RoomListResponse,
   UserSearchResponse,
+  KeysQueryResponse,
   MediaUploadResponse as MediaUploadResponseSchema,
   MessagesResponse as MessagesResponseSchema,
   RoomSummary,
@@ -25,6 +26,8 @@ import {
   type CreateRoomBody,
   type PresenceStatus,
   type Role,
+  type SignedDeviceList,
+  type SignedPrekey,
 } from '../schema/index.ts'
 import { ApiError, NetworkError, NoSessionError, ProtocolError } from './errors.ts'
 import type { ClientStore, Session } from './store.ts'
@@ -200,6 +203,27 @@ export class HttpApi {
   async presence(userIds: readonly string[]): Promise<Record<string, PresenceStatus>> {
     const res = await this.#authed({ method: 'GET', path: '/presence', query: { users: userIds.join(',') } })
     return (await this.#json(PresenceResponse, res)).presence
+  }
+
+  // ---- end-to-end encryption keys ----
+
+  /** `PUT /keys/device-list`: publishes the user's new signed device list. */
+  async publishDeviceList(deviceList: SignedDeviceList): Promise<void> {
+    await this.#authed({ method: 'PUT', path: '/keys/device-list', json: { device_list: deviceList } })
+  }
+
+  /** `PUT /keys/prekey`: publishes this device's current signed prekey. */
+  async publishPrekey(signedPrekey: SignedPrekey): Promise<void> {
+    await this.#authed({ method: 'PUT', path: '/keys/prekey', json: { signed_prekey: signedPrekey } })
+  }
+
+  /**
+   * `POST /keys/query`: device lists and signed prekeys of users who share a room with the user (or
+   * the user). Whatever comes back is the server's claim: verify it (crypto/e2e) before use.
+   */
+  async queryKeys(userIds: readonly string[]): Promise<KeysQueryResponse> {
+    const res = await this.#authed({ method: 'POST', path: '/keys/query', json: { users: userIds } })
+    return this.#json(KeysQueryResponse, res)
   }
 
   // ---- rooms ----

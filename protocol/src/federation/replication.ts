@@ -4,8 +4,8 @@
  * already bounded its size (1 MiB) and depth (16). These schemas are the boundary check for the rest.
  *
  * Owner side: `events`, `snapshot`, `submit_ack`. Replica / origin side: `submit`, `ack`, `fetch`,
- * `cursors`. Either side: `ephemeral`, `to_device`, `to_device_ack`, and the media frames of
- * `media.ts`.
+ * `cursors`. Either side: `ephemeral`, `to_device`, `to_device_ack`, the media frames of `media.ts`
+ * and the key directory frames of `keys.ts`.
  */
 import { z } from 'zod'
 import { EVENT_VERSION } from '../events.ts'
@@ -22,6 +22,7 @@ import {
 } from '../schema/common.ts'
 import { JsonObjectSchema } from '../schema/events.ts'
 import { Ed25519Signature, KeyId, TimestampMs } from './frames.ts'
+import { KeysAnswerFrame, KeysChangedRelayFrame, KeysQueryFrame } from './keys.ts'
 import { MediaErrorFrame, MediaGetFrame, MediaPartFrame } from './media.ts'
 
 /** Most events in one `events` or `snapshot` frame. */
@@ -206,6 +207,9 @@ export const REPLICATION_FRAMES = {
   media_get: MediaGetFrame,
   media_part: MediaPartFrame,
   media_error: MediaErrorFrame,
+  keys_query: KeysQueryFrame,
+  keys_answer: KeysAnswerFrame,
+  keys_changed: KeysChangedRelayFrame,
 } as const
 
 export type EventsFrame = z.infer<typeof EventsFrame>

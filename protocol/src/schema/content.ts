@@ -4,6 +4,7 @@
  */
 import { z } from 'zod'
 import { EventId, MediaId, Membership, RoomKind, Sha256Hex, UserId } from './common.ts'
+import { EncryptedContent, RoomEncryptionContent } from './keys.ts'
 
 /** Longest message body, in UTF-16 units (the canonical content limit of 64 KiB applies as well). */
 export const MAX_BODY_LENGTH = 32_000
@@ -72,13 +73,20 @@ export const CONTENT_SCHEMAS = {
   'm.room.topic': TopicContent,
   'm.member': MemberContent,
   'm.power_levels': PowerContent,
+  'm.encrypted': EncryptedContent,
+  'm.room.encryption': RoomEncryptionContent,
 } as const
 
 /** Every event type. */
 export type EventType = keyof typeof CONTENT_SCHEMAS
 
 /** The types a client may send with the `send` frame. */
-export const SENDABLE_TYPES = ['m.message', 'm.edit', 'm.redaction', 'm.reaction'] as const
+export const SENDABLE_TYPES = ['m.message', 'm.edit', 'm.redaction', 'm.reaction', 'm.encrypted'] as const
+/**
+ * The only types a client may send to an end-to-end encrypted room: everything else (text, edits,
+ * reactions) travels inside `m.encrypted`, where the server cannot read it.
+ */
+export const ENCRYPTED_ROOM_TYPES: ReadonlySet<string> = new Set(['m.encrypted', 'm.redaction'])
 /** A client-sendable event type. */
 export type SendableType = (typeof SENDABLE_TYPES)[number]
 

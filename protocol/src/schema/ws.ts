@@ -137,6 +137,11 @@ export const ToDeviceMessageFrame = z.object({
 })
 /** A `to_device` frame was stored (and will reach every recipient device once). */
 export const ToDeviceSentFrame = z.object({ type: z.literal('to_device_sent'), txn_id: TxnId })
+/**
+ * The device list of `user_id` changed (E2E.md section 2.1): sent to the user's own devices and to
+ * everyone who shares a room with them. Clients query the keys again (`POST /keys/query`) and verify.
+ */
+export const KeysChangedFrame = z.object({ type: z.literal('keys_changed'), user_id: UserId })
 /** Answer to `ping`. */
 export const PongFrame = z.object({ type: z.literal('pong'), id: z.string().max(64).optional() })
 /** An error; `txn_id` ties it to a `send`. */
@@ -160,6 +165,7 @@ export const ServerFrame = z.discriminatedUnion('type', [
   PresenceStateFrame,
   ToDeviceMessageFrame,
   ToDeviceSentFrame,
+  KeysChangedFrame,
   PongFrame,
   ErrorFrame,
 ])

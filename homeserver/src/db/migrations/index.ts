@@ -5,6 +5,7 @@ import * as m0002 from './0002-server-keys.ts'
 import * as m0003 from './0003-replication.ts'
 import * as m0004 from './0004-to-device.ts'
 import * as m0005 from './0005-federated-media.ts'
+import * as m0006 from './0006-e2e-keys.ts'
 
 export interface Migration {
   readonly version: number
@@ -18,4 +19,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, name: '0003-replication', up: m0003.up },
   { version: 4, name: '0004-to-device', up: m0004.up },
   { version: 5, name: '0005-federated-media', up: m0005.up },
+  { version: 6, name: '0006-e2e-keys', up: m0006.up },
 ]

@@ -122,11 +122,11 @@ export class EventsRepo {
     this.#unread = db.prepare(
       // `+stream_pos`: the durable bound must not steer the planner to the stream index (which would
       // walk the room's whole history); the (room_id, seq) range covers only the unread part.
-      `SELECT COUNT(*) AS n FROM events WHERE room_id = ? AND seq > ? AND type = 'm.message'
+      `SELECT COUNT(*) AS n FROM events WHERE room_id = ? AND seq > ? AND type IN ('m.message', 'm.encrypted')
          AND sender != ? AND redacted_by IS NULL AND +stream_pos <= ?`,
     )
     this.#lastMessage = db.prepare(
-      `SELECT e.stream_pos, e.room_id, e.seq, e.event_id, e.type, e.state_key, e.sender, e.origin_ts, e.content, e.redacted_by FROM events e WHERE e.room_id = ? AND e.type = 'm.message' AND e.stream_pos <= ? ORDER BY e.stream_pos DESC LIMIT 1`,
+      `SELECT e.stream_pos, e.room_id, e.seq, e.event_id, e.type, e.state_key, e.sender, e.origin_ts, e.content, e.redacted_by FROM events e WHERE e.room_id = ? AND e.type IN ('m.message', 'm.encrypted') AND e.stream_pos <= ? ORDER BY e.stream_pos DESC LIMIT 1`,
     )
     this.#lastSeq = db.prepare(
       'SELECT seq FROM events WHERE room_id = ? AND stream_pos <= ? ORDER BY stream_pos DESC LIMIT 1',

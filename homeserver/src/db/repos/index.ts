@@ -2,6 +2,7 @@
 import type { Database } from 'better-sqlite3'
 import { DevicesRepo } from './devices.ts'
 import { EventsRepo } from './events.ts'
+import { KeysRepo } from './keys.ts'
 import { MediaRepo } from './media.ts'
 import { MembershipsRepo } from './memberships.ts'
 import { PeersRepo } from './peers.ts'
@@ -14,6 +15,7 @@ import { UsersRepo } from './users.ts'
 
 export type { DeviceRow } from './devices.ts'
 export type { EventRow, ClientEventRow } from './events.ts'
+export type { BackupRow, BackupSessionRow, DeviceListRow, RemoteKeysRow } from './keys.ts'
 export type { MediaRow, RemoteMediaRow } from './media.ts'
 export type { MembershipRow } from './memberships.ts'
 export type { PeerKeyRow, PeerRow, PeerState } from './peers.ts'
@@ -35,6 +37,7 @@ export class Repos {
   readonly peers: PeersRepo
   readonly replication: ReplicationRepo
   readonly toDevice: ToDeviceRepo
+  readonly keys: KeysRepo
 
   constructor(readonly db: Database) {
     this.users = new UsersRepo(db)
@@ -48,5 +51,6 @@ export class Repos {
     this.peers = new PeersRepo(db)
     this.replication = new ReplicationRepo(db)
     this.toDevice = new ToDeviceRepo(db)
+    this.keys = new KeysRepo(db)
   }
 }

@@ -20,6 +20,7 @@ export class RoomsRepo {
   readonly #setHead: Statement<[number, string, string]>
   readonly #setName: Statement<[string, string]>
   readonly #setTopic: Statement<[string, string]>
+  readonly #setEncrypted: Statement<[string]>
   readonly #insertReplica: Statement<
     [string, string, string, number, string, string, number, number, string, number]
   >
@@ -33,6 +34,7 @@ export class RoomsRepo {
     this.#setHead = db.prepare('UPDATE rooms SET last_seq = ?, head_hash = ? WHERE room_id = ?')
     this.#setName = db.prepare('UPDATE rooms SET name = ? WHERE room_id = ?')
     this.#setTopic = db.prepare('UPDATE rooms SET topic = ? WHERE room_id = ?')
+    this.#setEncrypted = db.prepare('UPDATE rooms SET encrypted = 1 WHERE room_id = ?')
     this.#insertReplica = db.prepare(
       `INSERT INTO rooms (room_id, kind, creator, encrypted, name, topic, created_ts, last_seq, head_hash, base_seq)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -81,5 +83,9 @@ export class RoomsRepo {
   }
   setTopic(roomId: string, topic: string): void {
     this.#setTopic.run(topic, roomId)
+  }
+  /** End-to-end encryption is on for good (there is no way back). */
+  setEncrypted(roomId: string): void {
+    this.#setEncrypted.run(roomId)
   }
 }

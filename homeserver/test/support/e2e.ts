@@ -1,0 +1,86 @@
+/** E2E key material for homeserver tests, made with the crypto core (the server only ever sees public parts). */
+import { randomBytes } from 'node:crypto'
+import { toBase64Url } from '@parley/protocol'
+import { e2e } from '@parley/protocol/crypto'
+import { http, type TestSocket, type TestUser } from '../helpers.ts'
+
+/** A user's identity key and the keys of their devices, and the lists they signed so far. */
+export class Identity {
+  uik = e2e.generateIdentityKey()
+  readonly devices = new Map<string, e2e.DeviceKeyPairs>()
+  lists: e2e.SignedDeviceList[] = []
+
+  constructor(readonly userId: string) {}
+
+  /** The next list (version + 1, chained) with these devices (generating keys for new ones). */
+  next(deviceIds: readonly string[]): e2e.SignedDeviceList {
+    const list = e2e.signDeviceList(
+      this.uik,
+      this.userId,
+      deviceIds.map((id) => {
+        let keys = this.devices.get(id)
+        if (!keys) this.devices.set(id, (keys = e2e.generateDeviceKeys()))
+        return { deviceId: id, dsk: keys.dsk.publicKey, dxk: keys.dxk.publicKey, addedTs: 1_700_000_000_000 }
+      }),
+      this.lists.at(-1),
+    )
+    this.lists.push(list)
+    return list
+  }
+
+  /** Starts over with a new identity key (an identity reset): the next list is version 1 again. */
+  reset(): void {
+    this.uik = e2e.generateIdentityKey()
+    this.lists = []
+  }
+
+  /** A fresh signed prekey of one of the devices. */
+  prekey(deviceId: string, now = Date.now()): e2e.SignedPrekey {
+    return e2e.createSignedPrekey(this.devices.get(deviceId)!.dsk, now).signed
+  }
+}
+
+const b64 = (n: number) => toBase64Url(randomBytes(n))
+
+/** `m.encrypted` content of the right shape (the server cannot and does not decrypt it). */
+export function encryptedContent(senderUser: string, senderDev: string): Record<string, unknown> {
+  return {
+    suite: 'e2e/v1',
+    session_id: b64(32),
+    sender_user: senderUser,
+    sender_dev: senderDev,
+    index: 0,
+    nonce: b64(24),
+    ciphertext: b64(256 + 16),
+    signature: b64(64),
+  }
+}
+
+let txns = 0
+/** Sends an event over the socket; resolves with its `sent` or `error` answer. */
+export function sendEvent(
+  sock: TestSocket,
+  room: string,
+  eventType: string,
+  content: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  const txnId = `e2e${++txns}`
+  sock.send({ type: 'send', txn_id: txnId, room, event_type: eventType, content })
+  return sock.next((f) => (f.type === 'sent' || f.type === 'error') && f.txn_id === txnId, 10_000)
+}
+
+/** `POST /keys/query` as `user`. */
+export async function queryKeys(server: { url: string }, user: TestUser, users: string[]) {
+  const res = await http<{
+    device_lists: Record<string, e2e.SignedDeviceList>
+    prekeys: Record<string, Record<string, e2e.SignedPrekey>>
+    failures: Record<string, string>
+  }>(server, 'POST', '/api/v1/keys/query', { users }, user.access_token)
+  if (res.status !== 200) throw new Error(`keys query: ${res.status} ${JSON.stringify(res.body)}`)
+  return res.body
+}
+
+/** `PUT /keys/device-list` as `user`; the raw result. */
+export function putList(server: { url: string }, user: TestUser, list: unknown) {
+  return http(server, 'PUT', '/api/v1/keys/device-list', { device_list: list }, user.access_token)
+}
