@@ -8,6 +8,7 @@ import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { FAST_ARGON2, listeningUrl, startTestServer, type TestServer } from '../helpers.ts'
 import type { ConfigInput } from '../../src/config.ts'
+import type { StartOptions } from '../../src/server.ts'
 
 /** Small timings so dead links and redials happen in test time. */
 export const FAST_FEDERATION = { pingMs: 250, handshakeTimeoutMs: 2000, backoffBaseMs: 20, backoffCapMs: 300 }
@@ -40,6 +41,8 @@ export interface Federation {
 export async function startFederation(
   names: readonly string[],
   overrides: (name: string) => Partial<ConfigInput> = () => ({}),
+  /** Start options per server, e.g. an in-memory logger whose lines a test searches. */
+  startOptions: (name: string) => StartOptions = () => ({}),
 ): Promise<Federation> {
   const ports: Record<string, number> = {}
   const urls: Record<string, string> = {}
@@ -63,17 +66,20 @@ export async function startFederation(
     },
     async start(name, extra = {}) {
       const custom = overrides(name)
-      const s = await startTestServer({
-        serverName: name,
-        port: ports[name]!,
-        peers: peersOf(name),
-        // PARLEY_TEST_LOG=debug shows the servers' logs (debugging a federation test).
-        ...(process.env.PARLEY_TEST_LOG ? { logLevel: process.env.PARLEY_TEST_LOG as 'debug' } : {}),
-        ...custom,
-        ...extra,
-        federation: { ...FAST_FEDERATION, ...custom.federation, ...extra.federation },
-        ...(dataDirs.has(name) && extra.dataDir === undefined ? { dataDir: dataDirs.get(name)! } : {}),
-      })
+      const s = await startTestServer(
+        {
+          serverName: name,
+          port: ports[name]!,
+          peers: peersOf(name),
+          // PARLEY_TEST_LOG=debug shows the servers' logs (debugging a federation test).
+          ...(process.env.PARLEY_TEST_LOG ? { logLevel: process.env.PARLEY_TEST_LOG as 'debug' } : {}),
+          ...custom,
+          ...extra,
+          federation: { ...FAST_FEDERATION, ...custom.federation, ...extra.federation },
+          ...(dataDirs.has(name) && extra.dataDir === undefined ? { dataDir: dataDirs.get(name)! } : {}),
+        },
+        startOptions(name),
+      )
       dataDirs.set(name, s.dataDir)
       allDirs.add(s.dataDir)
       servers.set(name, s)

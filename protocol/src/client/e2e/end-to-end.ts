@@ -1,0 +1,598 @@
+/**
+ * End-to-end encryption for a {@link ParleyClient} (E2E.md section 2; docs/e2e.md): this device's keys
+ * and prekeys, other users' identities and device lists (TOFU, verified by the UIK's signature), room
+ * keys shared in to-device envelopes, and group messages encrypted before they reach the outbox and
+ * decrypted as they arrive. The servers see `m.encrypted` events and envelopes only.
+ *
+ * Not yet here (docs/e2e.md, "Not built yet"): signed membership events (the membership epoch is an
+ * interim hash of the member list), a second device of the same user (it needs the UIK: backup or
+ * another device), key backup upload, and encrypting while offline (a send needs the keys of the
+ * room's devices, so it fails with a clear error instead of queueing).
+ */
+import { canonicalJson } from '../../canonical-json.ts'
+import type { JsonObject } from '../../canonical-json.ts'
+import * as e2e from '../../crypto/e2e/index.ts'
+import { sodiumReady } from '../../crypto/sodium.ts'
+import { fromBase64Url, fromUtf8, toBase64Url, utf8 } from '../../encoding.ts'
+import type { ClientEvent } from '../../schema/events.ts'
+import type { KeysQueryResponse, SignedDeviceList, SignedPrekey } from '../../schema/keys.ts'
+import type { ParleyClient, SendResult, ToDeviceMessage } from '../client.ts'
+import { TypedEmitter } from '../emitter.ts'
+import { E2eStore, type DeviceRecord, type OutboundRecord, type PeerRecord } from './e2e-store.ts'
+
+/** The to-device event type that carries room keys. */
+export const ROOM_KEY_EVENT = 'm.room_key'
+/** The room event type of encrypted messages. */
+export const ENCRYPTED_EVENT = 'm.encrypted'
+/** Users per `POST /keys/query`. */
+const QUERY_CHUNK = 100
+
+/** Something the user must be told about (E2E.md section 2.1: key changes are shown). */
+export interface E2eWarning {
+  readonly kind:
+    | 'identity_changed'
+    | 'device_list_rollback'
+    | 'device_list_invalid'
+    | 'room_key_rejected'
+    | 'replayed_message'
+    | 'no_keys'
+  readonly user_id: string
+  readonly detail: string
+}
+
+/** What {@link EndToEnd.decrypt} made of an event. */
+export type Decryption =
+  /** Not an encrypted event: show it as it is. */
+  | { readonly status: 'plain' }
+  /** Decrypted and checked: the inner event type and content, and the sending device. */
+  | {
+      readonly status: 'decrypted'
+      readonly type: string
+      readonly content: JsonObject
+      readonly senderDevice: string
+    }
+  /** The room key has not arrived (yet): decrypt again on `room_key`. */
+  | { readonly status: 'waiting'; readonly sessionId: string }
+  /** Refused for good: tampered, replayed, from the wrong sender, expired. Never shown as text. */
+  | { readonly status: 'failed'; readonly reason: string }
+
+/** Sending is refused: a verified contact's identity changed (E2E.md section 2.1, row 13). */
+export class IdentityChangedError extends Error {
+  constructor(readonly userId: string) {
+    super(`${userId}'s identity key changed: verify them again before sending`)
+    this.name = 'IdentityChangedError'
+  }
+}
+
+/** Events of {@link EndToEnd}. */
+export interface EndToEndEvents {
+  /** A room key arrived: events of that session may decrypt now. */
+  room_key: { readonly room: string; readonly session_id: string }
+  /** A key change or refusal the user should see. */
+  warning: E2eWarning
+}
+
+interface DeviceTarget {
+  readonly userId: string
+  readonly device: e2e.VerifiedDevice
+  readonly prekey: SignedPrekey | undefined
+}
+
+interface Outbound {
+  readonly session: e2e.OutboundGroupSession
+  readonly members: readonly string[]
+  readonly shared: Set<string>
+}
+
+const b64 = toBase64Url
+function bytes(text: string): Uint8Array {
+  const out = fromBase64Url(text)
+  if (out === null) throw new e2e.E2eError('bad_input', 'stored key is not base64url')
+  return out
+}
+
+export class EndToEnd extends TypedEmitter<EndToEndEvents> {
+  readonly #client: ParleyClient
+  readonly #store: E2eStore
+  readonly #now: () => number
+  #device: DeviceRecord
+  readonly #dsk: e2e.SigningKeyPair
+  readonly #dxk: e2e.DhKeyPair
+  readonly #prekeys: e2e.SignedPrekeyStore
+  #peers: Record<string, PeerRecord>
+  readonly #inbound = new Map<string, e2e.InboundGroupSession>()
+  readonly #outbound = new Map<string, Outbound>()
+  #seen: Record<string, string>
+  readonly #decrypted = new Map<string, Decryption>()
+  /** Users whose device list changed since we last asked (a `keys_changed` push). */
+  readonly #stale = new Set<string>()
+  /** One room's send at a time, in order (sessions are stateful). */
+  #sending: Promise<unknown> = Promise.resolve()
+
+  private constructor(
+    client: ParleyClient,
+    store: E2eStore,
+    device: DeviceRecord,
+    peers: Record<string, PeerRecord>,
+    seen: Record<string, string>,
+    now: () => number,
+  ) {
+    super()
+    this.#client = client
+    this.#store = store
+    this.#device = device
+    this.#peers = peers
+    this.#seen = seen
+    this.#now = now
+    this.#dsk = e2e.signingKeyPair(bytes(device.dsk.secret).slice(0, 32))
+    this.#dxk = e2e.dhKeyPair(bytes(device.dxk.secret))
+    this.#prekeys = e2e.SignedPrekeyStore.fromRecords(
+      device.prekeys.map((p) => ({
+        signed: p.signed as e2e.SignedPrekey,
+        secretKey: bytes(p.secret),
+        retiredTs: p.retired_ts,
+        seenEphemeralHashes: p.seen,
+      })),
+    )
+  }
+
+  /**
+   * Loads this device's keys (or creates them on first use), publishes its device list (on the
+   * device that holds the user's identity key) and a fresh signed prekey, and starts handling room
+   * keys. Call after sign-in, before {@link ParleyClient.connect}.
+   */
+  static async start(client: ParleyClient, options: { now?: () => number } = {}): Promise<EndToEnd> {
+    await sodiumReady()
+    const now = options.now ?? Date.now
+    const session = await client.store.getSession()
+    if (!session) throw new Error('sign in before starting end-to-end encryption')
+    const store = new E2eStore(client.store)
+    let device = await store.getDevice()
+    if (device?.user_id !== session.user_id || device.device_id !== session.device_id) {
+      const dsk = e2e.signingKeyPair()
+      const dxk = e2e.dhKeyPair()
+      device = {
+        user_id: session.user_id,
+        device_id: session.device_id,
+        uik: null,
+        dsk: { public: b64(dsk.publicKey), secret: b64(dsk.secretKey) },
+        dxk: { public: b64(dxk.publicKey), secret: b64(dxk.secretKey) },
+        added_ts: now(),
+        prekeys: [],
+        device_list: null,
+      }
+    }
+    const self = new EndToEnd(client, store, device, await store.getPeers(), await store.getSeen(), now)
+    for (const state of await store.getInbound()) {
+      try {
+        const inbound = e2e.InboundGroupSession.fromState(state)
+        self.#inbound.set(inbound.sessionId, inbound)
+      } catch {
+        // A damaged record: that session's messages show as waiting for their key.
+      }
+    }
+    await self.#publishKeys()
+    client.setToDeviceHandler((message) => self.#onToDevice(message))
+    client.on('keys_changed', ({ user_id }) => self.#stale.add(user_id))
+    return self
+  }
+
+  get userId(): string {
+    return this.#device.user_id
+  }
+  get deviceId(): string {
+    return this.#device.device_id
+  }
+
+  /** This user's identity key (base64url), once this device knows it. */
+  get identityKey(): string | null {
+    return this.#device.device_list?.uik ?? null
+  }
+
+  // ---- own keys ----
+
+  async #publishKeys(): Promise<void> {
+    const api = this.#client.api
+    const me = this.#device.user_id
+    if (this.#device.device_list === null) {
+      const served = (await api.queryKeys([me])).device_lists[me]
+      if (served === undefined) {
+        // The user's first device: it creates the identity key and the first device list.
+        const uik = e2e.generateIdentityKey()
+        this.#device = { ...this.#device, uik: { public: b64(uik.publicKey), secret: b64(uik.secretKey) } }
+        const list = wireDeviceList(e2e.signDeviceList(uik, me, [this.#ownDevice()]))
+        await api.publishDeviceList(list)
+        this.#device = { ...this.#device, device_list: list }
+      }
+      // Else another device of the user holds the identity key: this one waits to be added (not yet built).
+    }
+    const now = this.#now()
+    if (this.#prekeys.needsRotation(now)) {
+      this.#prekeys.rotate(this.#dsk, now)
+      this.#prekeys.prune(now)
+      await this.#saveDevice()
+      await api.publishPrekey(this.#prekeys.current as SignedPrekey)
+    } else await this.#saveDevice()
+  }
+
+  #ownDevice(): e2e.DeviceListDevice {
+    return {
+      deviceId: this.#device.device_id,
+      dsk: this.#dsk.publicKey,
+      dxk: this.#dxk.publicKey,
+      addedTs: this.#device.added_ts,
+    }
+  }
+
+  #saveDevice(): Promise<void> {
+    this.#device = {
+      ...this.#device,
+      prekeys: this.#prekeys.toRecords().map((r) => ({
+        signed: r.signed as SignedPrekey,
+        secret: b64(r.secretKey),
+        retired_ts: r.retiredTs,
+        seen: [...r.seenEphemeralHashes],
+      })),
+    }
+    return this.#store.putDevice(this.#device)
+  }
+
+  // ---- other users' keys ----
+
+  /**
+   * The verified devices of `users`, each with the prekey the server served (checked when an envelope
+   * is sealed). A user's list must be signed by their pinned identity key (the first one seen is
+   * pinned: TOFU); a changed key is a warning, and for a verified contact it blocks sending.
+   */
+  async #devicesOf(
+    users: readonly string[],
+    changes = { identityChanged: false, deviceRemoved: false },
+  ): Promise<Map<string, DeviceTarget[]>> {
+    const out = new Map<string, DeviceTarget[]>()
+    for (let i = 0; i < users.length; i += QUERY_CHUNK) {
+      const answer = await this.#client.api.queryKeys(users.slice(i, i + QUERY_CHUNK))
+      for (const user of users.slice(i, i + QUERY_CHUNK)) {
+        const list = this.#acceptDeviceList(user, answer, changes)
+        if (list === null) continue
+        const prekeys = answer.prekeys[user] ?? {}
+        out.set(
+          user,
+          list.devices.map((device) => ({ userId: user, device, prekey: prekeys[device.deviceId] })),
+        )
+        this.#stale.delete(user)
+      }
+    }
+    await this.#store.putPeers(this.#peers)
+    return out
+  }
+
+  #acceptDeviceList(
+    user: string,
+    answer: KeysQueryResponse,
+    changes: { identityChanged: boolean; deviceRemoved: boolean },
+  ): e2e.VerifiedDeviceList | null {
+    const served: SignedDeviceList | undefined = answer.device_lists[user]
+    const pin = this.#peers[user]
+    const pinned = pin ? this.#verifiedPin(user, pin) : null
+    if (served === undefined) {
+      if (!pinned) this.#warn({ kind: 'no_keys', user_id: user, detail: 'no device list published' })
+      return pinned
+    }
+    const presented = fromBase64Url(served.uik)
+    if (presented === null) return pinned
+    if (pin && pin.uik !== served.uik) {
+      this.#warn({ kind: 'identity_changed', user_id: user, detail: 'their identity key changed' })
+      if (pin.verified) throw new IdentityChangedError(user)
+      changes.identityChanged = true
+    }
+    let list: e2e.VerifiedDeviceList
+    try {
+      list = e2e.verifyDeviceList(served, {
+        userId: user,
+        uik: pin && pin.uik === served.uik ? bytes(pin.uik) : presented,
+      })
+    } catch (error) {
+      this.#warn({ kind: 'device_list_invalid', user_id: user, detail: describe(error) })
+      return pinned
+    }
+    if (pinned && pin?.uik === served.uik) {
+      if (list.version < pinned.version || (list.version === pinned.version && list.hash !== pinned.hash)) {
+        this.#warn({
+          kind: 'device_list_rollback',
+          user_id: user,
+          detail: `version ${list.version} after ${pinned.version}`,
+        })
+        return pinned
+      }
+      if (pinned.devices.some((d) => !list.devices.some((n) => e2e.constantTimeEqual(n.dsk, d.dsk))))
+        changes.deviceRemoved = true
+    }
+    this.#peers[user] = {
+      uik: served.uik,
+      verified: pin?.uik === served.uik && pin.verified,
+      device_list: served,
+    }
+    return list
+  }
+
+  #verifiedPin(user: string, pin: PeerRecord): e2e.VerifiedDeviceList | null {
+    try {
+      return e2e.verifyDeviceList(pin.device_list, { userId: user, uik: bytes(pin.uik) })
+    } catch {
+      return null
+    }
+  }
+
+  #warn(warning: E2eWarning): void {
+    this.emit('warning', warning)
+  }
+
+  // ---- sending ----
+
+  /**
+   * Encrypts `content` for the room's members' verified devices and sends it as `m.encrypted` through
+   * the client's outbox. Shares the room key first with devices that do not have it (rotating the
+   * session when a member or device is gone, or after 100 messages or 24 h). Needs a connection.
+   */
+  send(room: string, type: string, content: JsonObject): Promise<SendResult> {
+    const run = this.#sending.then(() => this.#send(room, type, content))
+    this.#sending = run.catch(() => {})
+    return run
+  }
+
+  async #send(room: string, type: string, content: JsonObject): Promise<SendResult> {
+    const api = this.#client.api
+    const members = (await api.members(room))
+      .filter((m) => m.membership === 'join' || m.membership === 'invite')
+      .map((m) => m.user_id)
+      .sort()
+    const changes = { identityChanged: false, deviceRemoved: false }
+    const devices = await this.#devicesOf(members, changes)
+    const now = this.#now()
+    const targets = [...devices.values()].flat()
+    const keyOf = (t: DeviceTarget) => `${t.userId}|${t.device.deviceId}|${b64(t.device.dsk)}`
+    const current = new Set(targets.map(keyOf))
+    let outbound = this.#outbound.get(room) ?? (await this.#loadOutbound(room))
+    const reason = outbound?.session.rotationReason(now, {
+      memberRemoved: outbound.members.some((m) => !members.includes(m)),
+      deviceRemoved: changes.deviceRemoved || [...outbound.shared].some((k) => !current.has(k)),
+      identityChanged: changes.identityChanged,
+    })
+    if (!outbound || reason) {
+      outbound?.session.dispose()
+      outbound = this.#newOutbound(room, members, now)
+    }
+    await this.#shareKey(
+      outbound,
+      targets.filter((t) => !outbound.shared.has(keyOf(t))),
+      keyOf,
+    )
+    const message = outbound.session.encrypt({ room_id: room, type, content }, now)
+    // Stored before it is sent: an index is never used twice, even across a crash.
+    await this.#saveOutbound(room, outbound)
+    return this.#client.send(room, ENCRYPTED_EVENT, message as unknown as Record<string, unknown>)
+  }
+
+  #newOutbound(room: string, members: readonly string[], now: number): Outbound {
+    const session = e2e.OutboundGroupSession.create({
+      roomId: room,
+      senderUser: this.userId,
+      senderDev: this.deviceId,
+      membershipEpoch: interimMembershipEpoch(room, members),
+      now,
+    })
+    // Our own messages come back from the server: this device keeps the key to read them.
+    const inbound = e2e.InboundGroupSession.fromRoomKey(
+      session.exportRoomKey(),
+      { userId: this.userId, deviceId: this.deviceId },
+      now,
+    )
+    this.#inbound.set(inbound.sessionId, inbound)
+    void this.#store.putInbound(inbound.sessionId, inbound.toState(), true)
+    const outbound = { session, members: [...members], shared: new Set<string>() }
+    this.#outbound.set(room, outbound)
+    return outbound
+  }
+
+  async #shareKey(
+    outbound: Outbound,
+    targets: readonly DeviceTarget[],
+    keyOf: (t: DeviceTarget) => string,
+  ): Promise<void> {
+    const mine = targets.filter((t) => !(t.userId === this.userId && t.device.deviceId === this.deviceId))
+    if (mine.length === 0) return
+    const payload = e2e.encodeRoomKeyPayload(outbound.session.exportRoomKey())
+    const sender = { userId: this.userId, deviceId: this.deviceId, dxk: this.#dxk }
+    const messages: Record<string, Record<string, Record<string, unknown>>> = {}
+    const shared: string[] = []
+    for (const target of mine) {
+      if (target.prekey === undefined) continue
+      try {
+        const envelope = e2e.sealEnvelope(payload, sender, {
+          userId: target.userId,
+          deviceId: target.device.deviceId,
+          dxk: target.device.dxk,
+          dsk: target.device.dsk,
+          signedPrekey: target.prekey,
+        })
+        ;(messages[target.userId] ??= {})[target.device.deviceId] = envelope as unknown as Record<
+          string,
+          unknown
+        >
+        shared.push(keyOf(target))
+      } catch (error) {
+        this.#warn({
+          kind: 'room_key_rejected',
+          user_id: target.userId,
+          detail: `prekey refused: ${describe(error)}`,
+        })
+      }
+    }
+    e2e.memzero(payload)
+    if (shared.length === 0) return
+    await this.#client.sendToDevice(ROOM_KEY_EVENT, messages)
+    for (const key of shared) outbound.shared.add(key)
+  }
+
+  async #loadOutbound(room: string): Promise<Outbound | undefined> {
+    const record = await this.#store.getOutbound(room)
+    if (!record) return undefined
+    try {
+      const outbound = {
+        session: e2e.OutboundGroupSession.fromState(record.state),
+        members: record.members,
+        shared: new Set(record.shared),
+      }
+      this.#outbound.set(room, outbound)
+      return outbound
+    } catch {
+      return undefined
+    }
+  }
+
+  #saveOutbound(room: string, outbound: Outbound): Promise<void> {
+    const record: OutboundRecord = {
+      state: outbound.session.toState() as unknown as Record<string, unknown>,
+      members: [...outbound.members],
+      shared: [...outbound.shared],
+    }
+    return this.#store.putOutbound(room, record)
+  }
+
+  // ---- receiving ----
+
+  async #onToDevice(message: ToDeviceMessage): Promise<void> {
+    if (message.event_type !== ROOM_KEY_EVENT) return
+    const envelope = message.content
+    // The server vouches for who sent it; the envelope must say the same (and the AEAD binds it).
+    if (envelope.sender_user !== message.sender || envelope.sender_dev !== message.sender_device) {
+      this.#warn({ kind: 'room_key_rejected', user_id: message.sender, detail: 'envelope sender differs' })
+      return
+    }
+    let list = this.#peers[message.sender]
+      ? this.#verifiedPin(message.sender, this.#peers[message.sender]!)
+      : null
+    if (!list?.devices.some((d) => d.deviceId === message.sender_device)) {
+      list = (await this.#devicesOf([message.sender])).has(message.sender)
+        ? this.#verifiedPin(message.sender, this.#peers[message.sender]!)
+        : null
+    }
+    const self = { userId: this.userId, deviceId: this.deviceId, dxk: this.#dxk, prekeys: this.#prekeys }
+    let opened: e2e.OpenedEnvelope
+    let payload: unknown
+    try {
+      opened = e2e.openEnvelope(envelope, self, (user, device) =>
+        user === message.sender ? list?.devices.find((d) => d.deviceId === device)?.dxk : undefined,
+      )
+      payload = JSON.parse(fromUtf8(opened.payload))
+      e2e.memzero(opened.payload)
+    } catch (error) {
+      this.#warn({ kind: 'room_key_rejected', user_id: message.sender, detail: describe(error) })
+      return
+    } finally {
+      await this.#saveDevice() // the envelope's H(EK) is now spent
+    }
+    let inbound: e2e.InboundGroupSession
+    try {
+      // Only the session's creator may hand out its key (E2E.md section 3 row 15).
+      inbound = e2e.InboundGroupSession.fromRoomKey(
+        payload,
+        { userId: opened.senderUser, deviceId: opened.senderDev },
+        this.#now(),
+      )
+    } catch (error) {
+      this.#warn({ kind: 'room_key_rejected', user_id: message.sender, detail: describe(error) })
+      return
+    }
+    const known = this.#inbound.get(inbound.sessionId)
+    if (known && known.firstKnownIndex <= inbound.firstKnownIndex) return
+    this.#inbound.set(inbound.sessionId, inbound)
+    await this.#store.putInbound(inbound.sessionId, inbound.toState(), known === undefined)
+    for (const [eventId, result] of this.#decrypted)
+      if (result.status === 'waiting' && result.sessionId === inbound.sessionId)
+        this.#decrypted.delete(eventId)
+    this.emit('room_key', { room: inbound.roomId, session_id: inbound.sessionId })
+  }
+
+  /**
+   * What an event says once decrypted. Synchronous: room keys are in memory. Results are remembered
+   * per event id, so showing an event again costs nothing and is never taken for a replay; a second
+   * event carrying an already seen (session, index) is refused as a replay.
+   */
+  decrypt(event: ClientEvent): Decryption {
+    if (event.type !== ENCRYPTED_EVENT) return { status: 'plain' }
+    const cached = this.#decrypted.get(event.event_id)
+    if (cached) return cached
+    const result = this.#decryptNew(event)
+    this.#decrypted.set(event.event_id, result)
+    return result
+  }
+
+  #seenDirty = false
+
+  /** One write for a burst of decryptions (a history page decrypts many at once). */
+  #saveSeenSoon(): void {
+    if (this.#seenDirty) return
+    this.#seenDirty = true
+    queueMicrotask(() => {
+      this.#seenDirty = false
+      void this.#store.putSeen(this.#seen)
+    })
+  }
+
+  #decryptNew(event: ClientEvent): Decryption {
+    let message: e2e.GroupMessage
+    try {
+      message = e2e.parseGroupMessage(event.content)
+    } catch (error) {
+      return { status: 'failed', reason: describe(error) }
+    }
+    if (message.sender_user !== event.sender) return { status: 'failed', reason: 'sender does not match' }
+    const seenKey = `${message.session_id}|${message.index}`
+    const seenBy = this.#seen[seenKey]
+    if (seenBy !== undefined && seenBy !== event.event_id) {
+      this.#warn({ kind: 'replayed_message', user_id: event.sender, detail: `replay of ${seenBy}` })
+      return { status: 'failed', reason: 'replayed message' }
+    }
+    const inbound = this.#inbound.get(message.session_id)
+    if (!inbound) return { status: 'waiting', sessionId: message.session_id }
+    try {
+      const opened = inbound.decrypt(message, {
+        roomId: event.room,
+        receivedTs: Math.min(event.origin_ts, this.#now()),
+      })
+      if (opened.plaintext.type === ENCRYPTED_EVENT) return { status: 'failed', reason: 'nested encryption' }
+      this.#seen[seenKey] = event.event_id
+      this.#saveSeenSoon()
+      return {
+        status: 'decrypted',
+        type: opened.plaintext.type,
+        content: opened.plaintext.content,
+        senderDevice: opened.senderDev,
+      }
+    } catch (error) {
+      return { status: 'failed', reason: describe(error) }
+    }
+  }
+}
+
+/**
+ * Until membership events are signed (E2E.md section 2.3), the epoch binds each session to the member
+ * list its sender saw: BLAKE2b-256 of the room and the sorted user ids.
+ */
+function interimMembershipEpoch(room: string, members: readonly string[]): Uint8Array {
+  return e2e.generichash(
+    32,
+    utf8(`e2e/v1/epoch-interim${canonicalJson({ room, members: [...members].sort() })}`),
+  )
+}
+
+/** The crypto core's device list as the wire schema types it (the same JSON; its arrays are readonly). */
+function wireDeviceList(list: e2e.SignedDeviceList): SignedDeviceList {
+  return { ...list, devices: list.devices.map((d) => ({ ...d })) }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof e2e.E2eError) return `${error.code}: ${error.message}`
+  return error instanceof Error ? error.message : String(error)
+}
