@@ -9,8 +9,10 @@ import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import { afterEach, describe, expect, it } from 'vitest'
+import { e2e } from '@parley/protocol/crypto'
 import {
   EndToEnd,
+  IdentityChangedError,
   MemoryStore,
   ParleyClient,
   type Decryption,
@@ -170,6 +172,39 @@ describe('end-to-end encrypted chat across two servers', () => {
     expect(carolKeys).toEqual([before])
     expect(carol.e2e.decrypt(after.event).status).toBe('waiting')
     expect(bodies(carol, group)).toEqual(['all three of us'])
+  }, 60_000)
+
+  it('a changed identity key warns; for a verified contact it blocks sending until accepted again', async () => {
+    fed = await startFederation([ACME, GLOBEX])
+    const alice = await person(ACME, 'alice')
+    const bob = await person(GLOBEX, 'bob')
+    const dm = await alice.client.api.createRoom({ kind: 'dm', invite: [bob.e2e.userId], encrypted: true })
+    await waitForRoom(bob.client, dm)
+    await bob.client.api.join(dm)
+    await alice.e2e.send(dm, 'm.message', { body: 'hello bob' })
+    await bob.waitFor(dm, 'hello bob')
+    // Both see the same 60 digits: they compare them and alice marks bob verified.
+    const number = alice.e2e.safetyNumber(bob.e2e.userId)
+    expect(number).toMatch(/^(\d{5} ){11}\d{5}$/)
+    expect(bob.e2e.safetyNumber(alice.e2e.userId)).toBe(number)
+    await alice.e2e.markVerified(bob.e2e.userId)
+
+    // Bob's identity key is replaced (a reset, or his server swapping it): a new signed list.
+    const uik = e2e.generateIdentityKey()
+    const device = e2e.generateDeviceKeys()
+    const swapped = e2e.signDeviceList(uik, bob.e2e.userId, [
+      { deviceId: 'SWAPPEDDEV01', dsk: device.dsk.publicKey, dxk: device.dxk.publicKey, addedTs: 1 },
+    ])
+    await bob.client.api.publishDeviceList({ ...swapped, devices: swapped.devices.map((d) => ({ ...d })) })
+    await expect(alice.e2e.send(dm, 'm.message', { body: 'to the new key?' })).rejects.toBeInstanceOf(
+      IdentityChangedError,
+    )
+    expect(alice.warnings.map((w) => [w.kind, w.user_id])).toEqual([['identity_changed', bob.e2e.userId]])
+    // Alice accepts the new key after the warning: a new safety number, no longer verified.
+    await alice.e2e.acceptIdentity(bob.e2e.userId)
+    expect(alice.e2e.safetyNumber(bob.e2e.userId)).not.toBe(number)
+    expect(alice.e2e.isVerified(bob.e2e.userId)).toBe(false)
+    await alice.e2e.send(dm, 'm.message', { body: 'sent after accepting' })
   }, 60_000)
 })
 

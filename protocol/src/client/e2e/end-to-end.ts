@@ -189,6 +189,50 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     return this.#device.device_list?.uik ?? null
   }
 
+  // ---- verification ----
+
+  /**
+   * The safety number of the user and `userId` (60 digits, E2E.md section 2.1), from the pinned
+   * identity keys; null until both are known. Compare it out of band, then {@link markVerified}.
+   */
+  safetyNumber(userId: string): string | null {
+    const mine = this.identityKey
+    const theirs = this.#peers[userId]?.uik
+    if (mine === null || theirs === undefined) return null
+    return e2e.formatSafetyNumber(
+      e2e.safetyNumber({ userId: this.userId, uik: bytes(mine) }, { userId, uik: bytes(theirs) }),
+    )
+  }
+
+  /**
+   * Marks the pinned identity of `userId` as verified (the safety numbers matched): if it ever
+   * changes, sending to rooms with them is blocked until they are verified again.
+   */
+  async markVerified(userId: string, verified = true): Promise<void> {
+    const pin = this.#peers[userId]
+    if (!pin) throw new Error(`no identity known for ${userId} yet`)
+    this.#peers[userId] = { ...pin, verified }
+    await this.#store.putPeers(this.#peers)
+  }
+
+  /** Whether `userId`'s pinned identity was verified. */
+  isVerified(userId: string): boolean {
+    return this.#peers[userId]?.verified === true
+  }
+
+  /**
+   * Accepts `userId`'s current identity key after a change (the user saw the warning); it is pinned
+   * unverified. Until then a verified contact's new key blocks sending.
+   */
+  async acceptIdentity(userId: string): Promise<void> {
+    const answer = await this.#client.api.queryKeys([userId])
+    const served = answer.device_lists[userId]
+    if (!served) throw new Error(`${userId} has no device list`)
+    e2e.verifyDeviceList(served, { userId, uik: bytes(served.uik) })
+    this.#peers[userId] = { uik: served.uik, verified: false, device_list: served }
+    await this.#store.putPeers(this.#peers)
+  }
+
   // ---- own keys ----
 
   async #publishKeys(): Promise<void> {
