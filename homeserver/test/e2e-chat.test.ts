@@ -218,20 +218,19 @@ function sessionOf(p: Person, room: string, body: string): string {
   return (entry.event.content as { session_id: string }).session_id
 }
 
-/** Resolves once `room` is in the user's room list (an invitation arrived over federation). */
+/** Resolves once `room` is in the user's room list (its invitation arrived, over federation too). */
 async function waitForRoom(client: ParleyClient, room: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if ((await client.api.listRooms()).some((r) => r.room_id === room)) return
-    await new Promise<void>((resolve) => {
-      const off = client.on('event', () => {
-        off()
-        resolve()
-      })
-      setTimeout(() => {
-        off()
-        resolve()
-      }, 100)
+  // Listening before asking: the invitation's event cannot slip between the two.
+  let off = () => {}
+  const invited = new Promise<void>((resolve) => {
+    off = client.on('event', ({ event }) => {
+      if (event.room === room) resolve()
     })
+  })
+  try {
+    if ((await client.api.listRooms()).some((r) => r.room_id === room)) return
+    await invited
+  } finally {
+    off()
   }
-  throw new Error(`room ${room} never arrived`)
 }

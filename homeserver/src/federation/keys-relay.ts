@@ -29,7 +29,7 @@ import {
 } from '../services/keys.ts'
 import { RateLimiter } from '../services/rate-limit.ts'
 import type { LinkManager } from './link-manager.ts'
-import { PeerRequests } from './peer-requests.ts'
+import { PeerRequests, PeerSlots } from './peer-requests.ts'
 
 /** Queries to one peer in flight at once. */
 const MAX_IN_FLIGHT_PER_PEER = 16
@@ -64,8 +64,11 @@ export class FederatedKeys implements RemoteKeys {
   readonly #o: FederatedKeysOptions
   /** Queries awaiting an answer, by `peer req_id`. */
   readonly #requests: PeerRequests<KeysQueryFrame, KeysAnswerFrame>
-  readonly #active = new Map<string, number>()
-  readonly #queued = new Map<string, Array<() => void>>()
+  readonly #slots = new PeerSlots(
+    MAX_IN_FLIGHT_PER_PEER,
+    MAX_QUEUED_PER_PEER,
+    (server) => `too many key queries to ${server} at once`,
+  )
   readonly #answerRate: RateLimiter
 
   constructor(options: FederatedKeysOptions) {
@@ -94,7 +97,7 @@ export class FederatedKeys implements RemoteKeys {
   }
 
   async #queryChunk(server: string, users: readonly string[]): Promise<RemoteKeysAnswer> {
-    await this.#slot(server)
+    await this.#slots.take(server)
     let answer: KeysAnswerFrame
     try {
       this.stats.asked++
@@ -108,7 +111,7 @@ export class FederatedKeys implements RemoteKeys {
         this.#o.keysTimeoutMs,
       )
     } finally {
-      this.#release(server)
+      this.#slots.release(server)
     }
     if ('errcode' in answer) {
       if (answer.errcode === 'P_LIMIT_EXCEEDED')
@@ -133,29 +136,6 @@ export class FederatedKeys implements RemoteKeys {
 
   onAnswer(peer: string, frame: KeysAnswerFrame): void {
     this.#requests.settle(peer, frame.req_id, frame)
-  }
-
-  async #slot(server: string): Promise<void> {
-    const active = this.#active.get(server) ?? 0
-    if (active < MAX_IN_FLIGHT_PER_PEER) {
-      this.#active.set(server, active + 1)
-      return
-    }
-    const queue = this.#queued.get(server) ?? []
-    if (queue.length >= MAX_QUEUED_PER_PEER)
-      throw new ParleyError('P_LIMIT_EXCEEDED', `too many key queries to ${server} at once`, 1000)
-    this.#queued.set(server, queue)
-    // The slot is handed over by #release (the active count stays as it is).
-    await new Promise<void>((resolve) => queue.push(resolve))
-  }
-
-  #release(server: string): void {
-    const next = this.#queued.get(server)?.shift()
-    if (next) return next()
-    this.#queued.delete(server)
-    const active = (this.#active.get(server) ?? 1) - 1
-    if (active > 0) this.#active.set(server, active)
-    else this.#active.delete(server)
   }
 
   keysChanged(server: string, userId: string): void {

@@ -22,7 +22,7 @@ import {
 import type { Logger } from '../logger.ts'
 import type { MediaService, RemoteMediaSink, RemoteMediaSource } from '../services/media.ts'
 import type { LinkManager } from './link-manager.ts'
-import { PeerRequests } from './peer-requests.ts'
+import { PeerRequests, PeerSlots } from './peer-requests.ts'
 
 /** Reads served to one peer at once; more are refused with P_LIMIT_EXCEEDED. */
 const MAX_SERVING_PER_PEER = 8
@@ -65,14 +65,18 @@ export class FederatedMedia implements RemoteMediaSource {
   readonly #o: FederatedMediaOptions
   readonly #requests: PeerRequests<MediaGetFrame, Answer>
   /** Per peer: fetches running, and those waiting for a slot. */
-  readonly #active = new Map<string, number>()
-  readonly #queued = new Map<string, Array<() => void>>()
+  readonly #slots: PeerSlots
   /** Per peer: chunk reads we are serving right now. */
   readonly #serving = new Map<string, number>()
 
   constructor(options: FederatedMediaOptions) {
     this.#o = options
     this.#requests = new PeerRequests(options.links, options.log, 'media fetch')
+    this.#slots = new PeerSlots(
+      options.mediaFetchesPerPeer,
+      options.mediaFetchesPerPeer * QUEUE_FACTOR,
+      (server) => `too many media downloads from ${server} at once`,
+    )
     options.media.remote = this
   }
 
@@ -81,7 +85,7 @@ export class FederatedMedia implements RemoteMediaSource {
   async fetch(server: string, mediaId: string, maxBytes: number, sink: RemoteMediaSink): Promise<void> {
     if (!this.#o.links.isAllowed(server))
       throw new ParleyError('P_FORBIDDEN', `federation with ${server} is not allowed`)
-    await this.#slot(server)
+    await this.#slots.take(server)
     try {
       await this.#transfer(server, mediaId, maxBytes, sink)
       this.stats.fetched++
@@ -89,7 +93,7 @@ export class FederatedMedia implements RemoteMediaSource {
       this.stats.failed++
       throw err
     } finally {
-      this.#release(server)
+      this.#slots.release(server)
     }
   }
 
@@ -169,30 +173,6 @@ export class FederatedMedia implements RemoteMediaSource {
 
   #answer(peer: string, frame: Answer): void {
     this.#requests.settle(peer, frame.req_id, frame)
-  }
-
-  /** Waits for one of the peer's fetch slots; refuses when too many already wait. */
-  async #slot(server: string): Promise<void> {
-    const active = this.#active.get(server) ?? 0
-    if (active < this.#o.mediaFetchesPerPeer) {
-      this.#active.set(server, active + 1)
-      return
-    }
-    const queue = this.#queued.get(server) ?? []
-    if (queue.length >= this.#o.mediaFetchesPerPeer * QUEUE_FACTOR)
-      throw new ParleyError('P_LIMIT_EXCEEDED', `too many media downloads from ${server} at once`, 1000)
-    this.#queued.set(server, queue)
-    // The slot is handed over by #release (the active count stays as it is).
-    await new Promise<void>((resolve) => queue.push(resolve))
-  }
-
-  #release(server: string): void {
-    const next = this.#queued.get(server)?.shift()
-    if (next) return next()
-    this.#queued.delete(server)
-    const active = (this.#active.get(server) ?? 1) - 1
-    if (active > 0) this.#active.set(server, active)
-    else this.#active.delete(server)
   }
 
   // ---- origin ----

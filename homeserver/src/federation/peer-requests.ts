@@ -82,3 +82,41 @@ export class PeerRequests<Frame extends { readonly req_id: string }, Answer> {
 function unreachable(server: string): ParleyError {
   return new ParleyError('P_UNAVAILABLE', `${server} cannot be reached right now`)
 }
+
+/**
+ * At most `active` requests per peer at once, and at most `queued` more waiting for a slot (in
+ * order); beyond that a request is refused with P_LIMIT_EXCEEDED (`busy` words it).
+ */
+export class PeerSlots {
+  readonly #active = new Map<string, number>()
+  readonly #queued = new Map<string, Array<() => void>>()
+
+  constructor(
+    private readonly active: number,
+    private readonly queued: number,
+    private readonly busy: (server: string) => string,
+  ) {}
+
+  /** Waits for one of the peer's slots; call {@link release} when done, whatever happened. */
+  async take(server: string): Promise<void> {
+    const active = this.#active.get(server) ?? 0
+    if (active < this.active) {
+      this.#active.set(server, active + 1)
+      return
+    }
+    const queue = this.#queued.get(server) ?? []
+    if (queue.length >= this.queued) throw new ParleyError('P_LIMIT_EXCEEDED', this.busy(server), 1000)
+    this.#queued.set(server, queue)
+    // The slot is handed over by release (the active count stays as it is).
+    await new Promise<void>((resolve) => queue.push(resolve))
+  }
+
+  release(server: string): void {
+    const next = this.#queued.get(server)?.shift()
+    if (next) return next()
+    this.#queued.delete(server)
+    const active = (this.#active.get(server) ?? 1) - 1
+    if (active > 0) this.#active.set(server, active)
+    else this.#active.delete(server)
+  }
+}
