@@ -22,8 +22,11 @@ function fakeMain(initial: unknown[] = []) {
     reportError,
     onDeepLink: relay,
     announce: () => announced?.(),
-    /** Lets the relay's pending take() settle. */
-    settle: () => new Promise<void>((resolve) => setTimeout(resolve, 0)),
+    /**
+     * Waits until every take() so far settled and the relay handled its answer: the relay attached its
+     * handlers to each promise first, so they have run when these settle.
+     */
+    settle: () => Promise.allSettled(take.mock.results.map((r) => r.value as unknown)).then(() => {}),
   }
 }
 

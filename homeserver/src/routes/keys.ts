@@ -17,8 +17,8 @@ export const keys = new Hono<AppEnv>()
     await c.var.services.keys.publishDeviceList(c.var.session.userId, c.req.valid('json').device_list)
     return c.json({})
   })
-  .put('/prekey', valid('json', PutPrekeyBody), (c) => {
-    c.var.services.keys.putPrekey(c.var.session, c.req.valid('json').signed_prekey)
+  .put('/prekey', valid('json', PutPrekeyBody), async (c) => {
+    await c.var.services.keys.putPrekey(c.var.session, c.req.valid('json').signed_prekey)
     return c.json({})
   })
   .post('/query', valid('json', KeysQueryBody), async (c) =>

@@ -142,9 +142,10 @@ export class KeysService {
   /**
    * The calling device's signed prekey. If the user's device list names this device, the prekey must
    * verify under that device's DSK and be fresh; a device not yet in the list (waiting to be added by
-   * another device) is stored on its shape alone: clients verify against the list anyway.
+   * another device) is stored on its shape alone: clients verify against the list anyway. Resolves once
+   * durable (a lost prekey would leave the device unreachable for envelopes until its next rotation).
    */
-  putPrekey(session: Session, prekey: SignedPrekeyType): void {
+  async putPrekey(session: Session, prekey: SignedPrekeyType): Promise<void> {
     const list = this.#localList(session.userId)
     const device = list?.devices.find((d) => d.device_id === session.deviceId)
     if (device) {
@@ -157,11 +158,9 @@ export class KeysService {
         throw err
       }
     }
-    this.repos.keys.putPrekey(
-      session.deviceId,
-      session.userId,
-      canonicalJson(prekey as never),
-      this.clock.now(),
+    const document = canonicalJson(prekey as never)
+    await this.sequencer.run(() =>
+      this.repos.keys.putPrekey(session.deviceId, session.userId, document, this.clock.now()),
     )
   }
 

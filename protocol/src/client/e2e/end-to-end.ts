@@ -104,8 +104,6 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   readonly #outbound = new Map<string, Outbound>()
   #seen: Record<string, string>
   readonly #decrypted = new Map<string, Decryption>()
-  /** Users whose device list changed since we last asked (a `keys_changed` push). */
-  readonly #stale = new Set<string>()
   /** One room's send at a time, in order (sessions are stateful). */
   #sending: Promise<unknown> = Promise.resolve()
 
@@ -173,7 +171,6 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     }
     await self.#publishKeys()
     client.setToDeviceHandler((message) => self.#onToDevice(message))
-    client.on('keys_changed', ({ user_id }) => self.#stale.add(user_id))
     return self
   }
 
@@ -303,7 +300,6 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
           user,
           list.devices.map((device) => ({ userId: user, device, prekey: prekeys[device.deviceId] })),
         )
-        this.#stale.delete(user)
       }
     }
     await this.#store.putPeers(this.#peers)
@@ -404,7 +400,7 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     })
     if (!outbound || reason) {
       outbound?.session.dispose()
-      outbound = this.#newOutbound(room, members, now)
+      outbound = await this.#newOutbound(room, members, now)
     }
     await this.#shareKey(
       outbound,
@@ -417,7 +413,7 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     return this.#client.send(room, ENCRYPTED_EVENT, message as unknown as Record<string, unknown>)
   }
 
-  #newOutbound(room: string, members: readonly string[], now: number): Outbound {
+  async #newOutbound(room: string, members: readonly string[], now: number): Promise<Outbound> {
     const session = e2e.OutboundGroupSession.create({
       roomId: room,
       senderUser: this.userId,
@@ -432,7 +428,7 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
       now,
     )
     this.#inbound.set(inbound.sessionId, inbound)
-    void this.#store.putInbound(inbound.sessionId, inbound.toState(), true)
+    await this.#store.putInbound(inbound.sessionId, inbound.toState(), true)
     const outbound = { session, members: [...members], shared: new Set<string>() }
     this.#outbound.set(room, outbound)
     return outbound
@@ -523,18 +519,24 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     }
     const self = { userId: this.userId, deviceId: this.deviceId, dxk: this.#dxk, prekeys: this.#prekeys }
     let opened: e2e.OpenedEnvelope
-    let payload: unknown
     try {
       opened = e2e.openEnvelope(envelope, self, (user, device) =>
         user === message.sender ? list?.devices.find((d) => d.deviceId === device)?.dxk : undefined,
       )
-      payload = JSON.parse(fromUtf8(opened.payload))
-      e2e.memzero(opened.payload)
     } catch (error) {
       this.#warn({ kind: 'room_key_rejected', user_id: message.sender, detail: describe(error) })
       return
+    }
+    // The envelope's H(EK) is spent: kept, so a replay is refused after a restart too.
+    await this.#saveDevice()
+    let payload: unknown
+    try {
+      payload = JSON.parse(fromUtf8(opened.payload))
+    } catch {
+      this.#warn({ kind: 'room_key_rejected', user_id: message.sender, detail: 'room key is not JSON' })
+      return
     } finally {
-      await this.#saveDevice() // the envelope's H(EK) is now spent
+      e2e.memzero(opened.payload)
     }
     let inbound: e2e.InboundGroupSession
     try {
@@ -580,7 +582,8 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     this.#seenDirty = true
     queueMicrotask(() => {
       this.#seenDirty = false
-      void this.#store.putSeen(this.#seen)
+      // Lost on a failing store: replays are then caught only until the next restart.
+      this.#store.putSeen(this.#seen).catch(() => {})
     })
   }
 
