@@ -10,6 +10,7 @@ import {
   type ClientStore,
   type ConnectionStatus,
   type OutboxEntry,
+  type SendResult,
 } from '@parley/protocol/client'
 import type { ClientEvent, PresenceStatus } from '@parley/protocol/schema'
 import { MessageContent, type Attachment } from '@parley/protocol/schema'
@@ -285,7 +286,7 @@ export class Chat {
 
   async #sendEvent(room: string, type: string, content: Record<string, unknown>): Promise<void> {
     if (!this.#client) return
-    const sending = this.#client.send(room, type, content)
+    const sending = this.#transmit(this.#client, room, type, content)
     await this.#refreshPending()
     try {
       await sending
@@ -296,6 +297,16 @@ export class Chat {
       if (type === 'm.message' && !(error instanceof ClientClosedError))
         this.unsent = [...this.unsent, { id: ++this.#unsentIds, room, content, reason: reasonOf(error) }]
     }
+  }
+
+  /** Every send goes through here (messages, reactions, deletions, attachments). */
+  #transmit(
+    client: ParleyClient,
+    room: string,
+    type: string,
+    content: Record<string, unknown>,
+  ): Promise<SendResult> {
+    return client.send(room, type, content)
   }
 
   /** Messages that could not be sent and left the outbox, oldest first (shown with a retry). */
@@ -796,7 +807,7 @@ export class Chat {
       if (!checked.success) throw new Error(checked.error.issues[0]?.message ?? 'invalid message')
       if (this.#client !== client) return
       // The outbox entry shows as pending before the upload row goes: the list does not flicker.
-      const sending = client.send(upload.room, 'm.message', content)
+      const sending = this.#transmit(client, upload.room, 'm.message', content)
       await this.#refreshPending()
       this.uploads = this.uploads.filter((u) => u.id !== upload.id)
       await sending.catch(() => {}) // failures arrive as send_failed
