@@ -229,7 +229,7 @@ describe('attachments and display names', () => {
     await bob.getByRole('button', { name: 'New group' }).click()
     await expectText(bob, '[aria-current="true"] .room-name', 'elsewhere')
     await expect.poll(() => liveBlobUrls(bob)).toBe(0)
-    await bob.getByRole('button', { name: `@alice:${ACME}` }).click()
+    await bob.locator('.room-button', { hasText: `@alice:${ACME}` }).click()
     await loadedImages(bob, 1)
     expect(await liveBlobUrls(bob)).toBe(1)
     expect(media).toHaveLength(1)

@@ -73,7 +73,7 @@ describe('web client in Chromium', () => {
       .toBe(1)
     await expectText(alice, '.badge', '1')
     // The DM is named after bob, with his presence (he is online on his own server).
-    await alice.getByRole('button', { name: `@bob:${GLOBEX}` }).click()
+    await alice.locator('.room-button', { hasText: `@bob:${GLOBEX}` }).click()
     await alice.locator('.room-button .presence[data-presence="online"]').waitFor({ timeout: 15_000 })
     await expect.poll(() => bob.locator('[data-testid="pending"]').count(), { timeout: 15_000 }).toBe(0)
     await alice.screenshot({ path: `${ARTIFACTS}/dm.png` })
@@ -92,7 +92,7 @@ describe('web client in Chromium', () => {
     expect(await bob.locator('[data-testid="message"]', { hasText: 'hello bob' }).count()).toBe(0)
 
     // bob opens the room again (reading it to the end) and starts typing: alice sees both.
-    await bob.getByRole('button', { name: `@alice:${ACME}` }).click()
+    await bob.locator('.room-button', { hasText: `@alice:${ACME}` }).click()
     await expectText(alice, '[data-testid="seen-by"]', `@bob:${GLOBEX}`)
     await bob.locator('textarea[name="message"]').pressSequentially('typing away')
     await expectText(alice, '[data-testid="typing"]', `@bob:${GLOBEX} typing`)
@@ -127,7 +127,7 @@ describe('web client in Chromium', () => {
     await dave.locator('textarea[name="message"]').fill('a draft I keep')
     await dave.reload()
     await expectText(dave, '[data-testid="me"]', '@dave:')
-    await dave.getByRole('button', { name: `@carol:${ACME}` }).click()
+    await dave.locator('.room-button', { hasText: `@carol:${ACME}` }).click()
     await expect.poll(() => dave.locator('[data-testid="pending"]').count(), { timeout: 15_000 }).toBe(2)
     await expect.poll(() => dave.locator('textarea[name="message"]').inputValue()).toBe('a draft I keep')
     await dave.screenshot({ path: `${ARTIFACTS}/pending.png` })
@@ -136,7 +136,7 @@ describe('web client in Chromium', () => {
     await expect.poll(() => dave.locator('[data-testid="pending"]').count(), { timeout: 30_000 }).toBe(0)
     await carol.reload()
     await expectText(carol, '[data-testid="me"]', '@carol:')
-    await carol.getByRole('button', { name: `@dave:${GLOBEX}` }).click()
+    await carol.locator('.room-button', { hasText: `@dave:${GLOBEX}` }).click()
     await expectText(carol, '[data-testid="message"]', 'while acme was down 2')
     for (const text of ['while acme was down 1', 'while acme was down 2'])
       expect(await carol.locator('[data-testid="message"]', { hasText: text }).count()).toBe(1)

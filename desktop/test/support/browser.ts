@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 import { build } from 'vite'
 import type { ConfigInput } from '../../../homeserver/src/config.ts'
+import type { StartOptions } from '../../../homeserver/src/server.ts'
 import { startFederation, type Federation } from '../../../homeserver/test/support/federation.ts'
 
 export const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts', import.meta.url))
@@ -70,9 +71,15 @@ export interface WebSuite {
 export async function startWebSuite(
   servers: readonly string[],
   overrides: (name: string) => Partial<ConfigInput> = () => ({}),
+  /** Start options per server, e.g. an in-memory logger whose lines a test searches. */
+  startOptions: (name: string) => StartOptions = () => ({}),
 ): Promise<WebSuite> {
   const web = await buildWebClient()
-  const fed = await startFederation([...servers], (name) => ({ ...overrides(name), webClientDir: web.dir }))
+  const fed = await startFederation(
+    [...servers],
+    (name) => ({ ...overrides(name), webClientDir: web.dir }),
+    startOptions,
+  )
   const browser = await launchChromium()
   const problems: string[] = []
   return {

@@ -1,5 +1,7 @@
 /** E2E key material for homeserver tests, made with the crypto core (the server only ever sees public parts). */
 import { randomBytes } from 'node:crypto'
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { toBase64Url } from '@parley/protocol'
 import { e2e } from '@parley/protocol/crypto'
 import { http, type TestSocket, type TestUser } from '../helpers.ts'
@@ -83,4 +85,17 @@ export async function queryKeys(server: { url: string }, user: TestUser, users: 
 /** `PUT /keys/device-list` as `user`; the raw result. */
 export function putList(server: { url: string }, user: TestUser, list: unknown) {
   return http(server, 'PUT', '/api/v1/keys/device-list', { device_list: list }, user.access_token)
+}
+
+/**
+ * Every file of a data directory (the database, its WAL, media, keys) and every file name,
+ * concatenated: what a "server can't read" search looks through (E2E.md section 3 row 10).
+ */
+export async function dataBytes(dir: string): Promise<Buffer> {
+  const parts: Buffer[] = []
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    parts.push(Buffer.from(`${entry.name}\n`))
+    if (entry.isFile()) parts.push(await readFile(join(entry.parentPath, entry.name)))
+  }
+  return Buffer.concat(parts)
 }

@@ -10,12 +10,12 @@ import {
   type ClientStore,
   type ConnectionStatus,
   type OutboxEntry,
-  type SendResult,
 } from '@parley/protocol/client'
 import type { ClientEvent, PresenceStatus } from '@parley/protocol/schema'
 import { MessageContent, type Attachment } from '@parley/protocol/schema'
 import * as att from './attachments.ts'
 import { displayName } from './display-text.ts'
+import { Encryption } from './encryption.svelte.ts'
 import { MediaCache } from './media-cache.ts'
 import type { DeepLink, DesktopApi } from './desktop-api.ts'
 import { mentionsIn, mentionsUser } from './mentions.ts'
@@ -53,6 +53,13 @@ export class Chat {
   typing = $state<Record<string, string[]>>({})
   /** Each room's read receipts: user -> seq read up to. */
   receipts = $state<Record<string, Record<string, number>>>({})
+
+  /** End-to-end encryption on this device (lib/encryption.svelte.ts). */
+  readonly encryption = new Encryption({
+    keyArrived: (room) => this.#keyArrived(room),
+    queueChanged: () => void this.#refreshPending(),
+    unsent: (entry, reason) => this.#unsent(entry.room, entry.event_type, entry.content, reason),
+  })
 
   #client: ParleyClient | null = null
   #roomsTimer: ReturnType<typeof setTimeout> | null = null
@@ -111,6 +118,8 @@ export class Chat {
     client.on('receipt', ({ room, user_id, seq }) => {
       this.receipts = { ...this.receipts, [room]: { ...this.receipts[room], [user_id]: seq } }
     })
+    // Keys before the first connection: room keys arriving with it need a handler.
+    await this.encryption.start(client)
     await this.#refreshPending()
     await this.refreshRooms()
     void client.connect()
@@ -148,7 +157,8 @@ export class Chat {
     }
   }
 
-  #onEvent(event: ClientEvent, live: boolean): void {
+  #onEvent(received: ClientEvent, live: boolean): void {
+    const event = this.encryption.reveal(received)
     if (this.#insertEvents(event.room, [event])) this.#timelineChanged(event.room)
     if (event.type === 'm.member' || live) this.#scheduleRooms()
     // Someone joined a room with us: their presence is now ours to see (it was hidden before).
@@ -180,7 +190,9 @@ export class Chat {
     try {
       const rooms = await client.api.listRooms()
       if (this.#client !== client) return // signed out meanwhile: not this account's list any more
-      this.rooms = rooms.map(listedRoom)
+      this.rooms = rooms.map((r) =>
+        listedRoom(r.last_event ? { ...r, last_event: this.encryption.reveal(r.last_event) } : r),
+      )
       this.#roomsLoaded()
       const unknown = this.#dmPeers().filter((u) => !(u in this.presence))
       if (unknown.length > 0) void this.#fetchPresence(unknown)
@@ -192,7 +204,7 @@ export class Chat {
   }
 
   async #refreshPending(): Promise<void> {
-    this.pending = await this.store.listOutbox()
+    this.pending = this.encryption.pendingView(await this.store.listOutbox())
   }
 
   select(room: string): void {
@@ -294,9 +306,12 @@ export class Chat {
       // A message refused for good, or never stored (the outbox write failed), has left the outbox:
       // keep it on screen with the reason and a retry, so nothing the user wrote silently vanishes.
       // (A closed client keeps its entries in the outbox: those are still pending.)
-      if (type === 'm.message' && !(error instanceof ClientClosedError))
-        this.unsent = [...this.unsent, { id: ++this.#unsentIds, room, content, reason: reasonOf(error) }]
+      if (!(error instanceof ClientClosedError)) this.#unsent(room, type, content, reasonOf(error))
     }
+  }
+
+  #unsent(room: string, type: string, content: Record<string, unknown>, reason: string): void {
+    if (type === 'm.message') this.unsent = [...this.unsent, { id: ++this.#unsentIds, room, content, reason }]
   }
 
   /** Every send goes through here (messages, reactions, deletions, attachments). */
@@ -305,7 +320,10 @@ export class Chat {
     room: string,
     type: string,
     content: Record<string, unknown>,
-  ): Promise<SendResult> {
+  ): Promise<unknown> {
+    // Deletions stay in the clear: the server checks who may delete what, and drops the content.
+    const encrypted = this.rooms.find((r) => r.room_id === room)?.encrypted === true
+    if (encrypted && type !== 'm.redaction') return this.encryption.send(room, type, content)
     return client.send(room, type, content)
   }
 
@@ -341,16 +359,22 @@ export class Chat {
     else await this.store.setItem(`draft:${room}`, text)
   }
 
+  /** A direct message: end-to-end encrypted (always, like Signal; the server cannot turn it off). */
   async startDm(userId: string): Promise<string> {
-    const room = await this.#client!.api.createRoom({ kind: 'dm', invite: [userId] })
+    const room = await this.#client!.api.createRoom({ kind: 'dm', invite: [userId], encrypted: true })
     await this.refreshRooms()
     this.select(room)
     return room
   }
 
   /** A group (everyone writes) or a broadcast room (only admins write, everyone reads). */
-  async createGroup(name: string, invite: string[], kind: 'group' | 'broadcast' = 'group'): Promise<string> {
-    const room = await this.#client!.api.createRoom({ kind, name, invite })
+  async createGroup(
+    name: string,
+    invite: string[],
+    kind: 'group' | 'broadcast' = 'group',
+    encrypted = false,
+  ): Promise<string> {
+    const room = await this.#client!.api.createRoom({ kind, name, invite, encrypted })
     await this.refreshRooms()
     this.select(room)
     return room
@@ -448,9 +472,9 @@ export class Chat {
     this.#versions = { ...this.#versions, [room]: this.roomTimeline(room).version }
   }
 
-  /** Adds events to a room's timeline; true if any was new. */
+  /** Adds events to a room's timeline (decrypted where they can be); true if any was new. */
   #insertEvents(room: string, events: readonly ClientEvent[]): boolean {
-    if (this.roomTimeline(room).insert(events) === 0) return false
+    if (this.roomTimeline(room).insert(events.map((e) => this.encryption.reveal(e))) === 0) return false
     this.#bump(room)
     return true
   }
@@ -461,7 +485,7 @@ export class Chat {
     page: { events: readonly ClientEvent[]; next_before?: number | undefined },
   ): boolean {
     const timeline = this.roomTimeline(room)
-    const added = timeline.insert(page.events) > 0
+    const added = timeline.insert(page.events.map((e) => this.encryption.reveal(e))) > 0
     if (page.next_before === undefined && !timeline.atStart) {
       timeline.atStart = true
       timeline.touch()
@@ -510,6 +534,25 @@ export class Chat {
       lastSeq: summary?.last_seq ?? 0,
     }
     this.unreadMarks = { ...this.unreadMarks, [room]: mark }
+  }
+
+  /**
+   * A room key arrived: the room's events that waited for it are decrypted, and the timeline is
+   * rebuilt with them (rare: once per sender's session, about every 100 messages).
+   */
+  #keyArrived(room: string): void {
+    const timeline = this.#roomTimelines.get(room)
+    if (!timeline) return
+    const before = timeline.events
+    const after = before.map((e) => this.encryption.reveal(e))
+    if (after.every((e, i) => e === before[i])) return
+    const atStart = timeline.atStart
+    timeline.clear()
+    timeline.insert(after)
+    timeline.atStart ||= atStart
+    this.#bump(room)
+    this.#timelineChanged(room)
+    this.#scheduleRooms()
   }
 
   #resetTimelines(): void {
@@ -666,6 +709,7 @@ export class Chat {
     this.editing = null
     this.replyingTo = null
     this.status = 'offline'
+    this.encryption.reset()
     this.#resetAttachments()
   }
 

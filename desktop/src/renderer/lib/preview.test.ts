@@ -11,6 +11,13 @@ const line = (sender: string, content: Record<string, unknown>) =>
   previewLine(previewOf(ev(sender, content)), ME, names)
 
 describe('room list previews', () => {
+  it('say an event is encrypted until it decrypts, and what a decrypted reaction was', () => {
+    const encrypted = { ...ev(BOB, { ciphertext: 'x' }), type: 'm.encrypted' } as ClientEvent
+    expect(previewLine(previewOf(encrypted), ME, names)).toBe('Bob: 🔒 Encrypted message')
+    const reaction = { ...ev(ME, { target: '$e', key: '👍' }), type: 'm.reaction' } as ClientEvent
+    expect(previewLine(previewOf(reaction), ME, names)).toBe('You: reacted 👍')
+  })
+
   it('say who and the start of what, as plain text', () => {
     expect(line(BOB, { body: '**hello** _there_\nsecond line' })).toBe('Bob: hello there')
     expect(line(ME, { body: '\n\n> quoted [link](https://x.example)' })).toBe('You: quoted link')

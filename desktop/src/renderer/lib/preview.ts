@@ -13,15 +13,21 @@ const MAX = 80
 /** What the room list keeps of a room's last message. */
 export const RoomPreview = z.object({
   sender: z.string().max(255),
-  kind: z.enum(['text', 'attachment', 'deleted']),
+  kind: z.enum(['text', 'attachment', 'deleted', 'encrypted', 'reaction']),
   text: z.string().max(MAX),
 })
 export type RoomPreview = z.infer<typeof RoomPreview>
 
-/** The preview of a message event: its first non-empty line as plain text, or the attachment's name. */
+/**
+ * The preview of a message event: its first non-empty line as plain text, or the attachment's name.
+ * In encrypted rooms the last event may be one not decrypted (yet), or a reaction (the server cannot
+ * tell it from a message).
+ */
 export function previewOf(event: ClientEvent): RoomPreview {
   const content = event.content
   const sender = event.sender
+  if (event.type === 'm.encrypted') return { sender, kind: 'encrypted', text: '' }
+  if (event.type === 'm.reaction') return { sender, kind: 'reaction', text: clip(String(content.key ?? '')) }
   if (typeof content.body !== 'string' || content.body === '') return { sender, kind: 'deleted', text: '' }
   const attachment = content.attachment
   if (attachment && typeof attachment === 'object') {
@@ -43,7 +49,11 @@ export function previewLine(
       ? t('timeline.deleted')
       : preview.kind === 'attachment'
         ? t('preview.attachment', { name: preview.text })
-        : preview.text
+        : preview.kind === 'encrypted'
+          ? t('preview.encrypted')
+          : preview.kind === 'reaction'
+            ? t('preview.reaction', { key: preview.text })
+            : preview.text
   return clip(`${who}: ${what}`)
 }
 

@@ -11,13 +11,13 @@
  * reaction), so a keyed list re-renders just that row.
  */
 import type { ClientEvent } from '@parley/protocol/schema'
-import type { MessageView, Reaction, TimelineItem } from './timeline.ts'
+import { isMessageRow, type MessageView, type Reaction, type TimelineItem } from './timeline.ts'
 
 const targetOf = (e: ClientEvent): string | null =>
   typeof e.content.target === 'string' ? e.content.target : null
 const seqOf = (item: TimelineItem): number => (item.kind === 'message' ? item.view.event.seq : item.event.seq)
 const isShown = (e: ClientEvent): boolean =>
-  e.type === 'm.message' || e.type === 'm.member' || e.type === 'm.room.create'
+  isMessageRow(e) || e.type === 'm.member' || e.type === 'm.room.create'
 
 /** Index of the first element whose seq is >= `seq` (binary search over a seq-ordered list). */
 function lowerBound<T>(list: readonly T[], seq: number, seqAt: (x: T) => number): number {
@@ -155,7 +155,7 @@ export class RoomTimeline {
       else if (e.type === 'm.edit') this.#addTo(this.#edits, target, e, dirty)
       else if (e.type === 'm.reaction') this.#addTo(this.#reactions, target, e, dirty)
     }
-    if (e.type === 'm.message') {
+    if (isMessageRow(e)) {
       const replyTo = typeof e.content.reply_to === 'string' ? e.content.reply_to : null
       if (replyTo) {
         let set = this.#replies.get(replyTo)
@@ -187,7 +187,7 @@ export class RoomTimeline {
   /** Rebuilds the view of one message if it is shown (a new object: its row re-renders). */
   #refresh(id: string): void {
     const e = this.#byId.get(id)
-    if (!e || e.type !== 'm.message') return
+    if (!e || !isMessageRow(e)) return
     const i = this.indexOfSeq(e.seq)
     if (i >= 0) this.#items[i] = { kind: 'message', view: this.#view(e) }
   }

@@ -25,6 +25,12 @@ export interface MessageView {
 
 export type TimelineItem = { kind: 'message'; view: MessageView } | { kind: 'notice'; event: ClientEvent }
 
+/**
+ * Events shown as message rows: messages, and encrypted events not decrypted (yet), which show as a
+ * placeholder in the sender's place (lib/encryption.svelte.ts).
+ */
+export const isMessageRow = (e: ClientEvent): boolean => e.type === 'm.message' || e.type === 'm.encrypted'
+
 export function foldTimeline(events: readonly ClientEvent[], me: string | null): TimelineItem[] {
   const byId = new Map(events.map((e) => [e.event_id, e]))
   const deleted = new Set<string>()
@@ -50,7 +56,7 @@ export function foldTimeline(events: readonly ClientEvent[], me: string | null):
   }
   const items: TimelineItem[] = []
   for (const e of events) {
-    if (e.type === 'm.message') {
+    if (isMessageRow(e)) {
       const edit = edits.get(e.event_id)
       const isDeleted = deleted.has(e.event_id)
       const replyId = typeof e.content.reply_to === 'string' ? e.content.reply_to : null

@@ -16,7 +16,8 @@ import { sodiumReady } from '../../crypto/sodium.ts'
 import { fromBase64Url, fromUtf8, toBase64Url, utf8 } from '../../encoding.ts'
 import type { ClientEvent } from '../../schema/events.ts'
 import type { KeysQueryResponse, SignedDeviceList, SignedPrekey } from '../../schema/keys.ts'
-import type { ParleyClient, SendResult, ToDeviceMessage } from '../client.ts'
+import type { ParleyClient, SendOptions, SendResult, ToDeviceMessage } from '../client.ts'
+import { NetworkError } from '../errors.ts'
 import { TypedEmitter } from '../emitter.ts'
 import { E2eStore, type DeviceRecord, type OutboundRecord, type PeerRecord } from './e2e-store.ts'
 
@@ -61,6 +62,18 @@ export class IdentityChangedError extends Error {
   constructor(readonly userId: string) {
     super(`${userId}'s identity key changed: verify them again before sending`)
     this.name = 'IdentityChangedError'
+  }
+}
+
+/**
+ * Sending now would leave members out: their homeserver did not answer for their keys, and some of
+ * their devices do not have the room key yet. Nothing was sent; try again later (the app keeps the
+ * message queued and shows it as pending).
+ */
+export class KeysUnavailableError extends Error {
+  constructor(readonly users: readonly string[]) {
+    super(`the keys of ${users.join(', ')} cannot be fetched right now: their server does not answer`)
+    this.name = 'KeysUnavailableError'
   }
 }
 
@@ -141,6 +154,8 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
    */
   static async start(client: ParleyClient, options: { now?: () => number } = {}): Promise<EndToEnd> {
     await sodiumReady()
+    // Known answers first (E2E.md section 3 row 1): a broken crypto build must not make keys.
+    e2e.runSelfTest()
     const now = options.now ?? Date.now
     const session = await client.store.getSession()
     if (!session) throw new Error('sign in before starting end-to-end encryption')
@@ -169,8 +184,21 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
         // A damaged record: that session's messages show as waiting for their key.
       }
     }
-    await self.#publishKeys()
+    // Before the first connection: an envelope acknowledged without a handler would be lost.
     client.setToDeviceHandler((message) => self.#onToDevice(message))
+    try {
+      await self.#publishKeys()
+    } catch (error) {
+      // Offline (an app resuming without network): the keys are stored; publish once connected.
+      if (!(error instanceof NetworkError) || self.#device.device_list === null) throw error
+      const retry = () => {
+        self.#publishKeys().then(
+          () => client.off('ready', retry),
+          () => {},
+        )
+      }
+      client.on('ready', retry)
+    }
     return self
   }
 
@@ -199,6 +227,22 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     return e2e.formatSafetyNumber(
       e2e.safetyNumber({ userId: this.userId, uik: bytes(mine) }, { userId, uik: bytes(theirs) }),
     )
+  }
+
+  /** Fetches `userId`'s keys and pins their identity if none is pinned yet (TOFU), e.g. to verify them. */
+  async loadIdentity(userId: string): Promise<void> {
+    await this.#devicesOf([userId])
+  }
+
+  /**
+   * What this device shows as a QR code to `userId` (E2E.md section 2.1): both user ids with the full
+   * identity keys, ours and the one pinned for them; null until both are known.
+   */
+  safetyQr(userId: string): Uint8Array | null {
+    const mine = this.identityKey
+    const theirs = this.#peers[userId]?.uik
+    if (mine === null || theirs === undefined) return null
+    return e2e.safetyQrPayload({ userId: this.userId, uik: bytes(mine) }, { userId, uik: bytes(theirs) })
   }
 
   /**
@@ -288,11 +332,14 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   async #devicesOf(
     users: readonly string[],
     changes = { identityChanged: false, deviceRemoved: false },
+    unreachable = new Set<string>(),
   ): Promise<Map<string, DeviceTarget[]>> {
     const out = new Map<string, DeviceTarget[]>()
     for (let i = 0; i < users.length; i += QUERY_CHUNK) {
       const answer = await this.#client.api.queryKeys(users.slice(i, i + QUERY_CHUNK))
       for (const user of users.slice(i, i + QUERY_CHUNK)) {
+        // Their server did not answer: what is pinned still counts, but there are no fresh prekeys.
+        if (answer.failures[user.slice(user.indexOf(':') + 1)] !== undefined) unreachable.add(user)
         const list = this.#acceptDeviceList(user, answer, changes)
         if (list === null) continue
         const prekeys = answer.prekeys[user] ?? {}
@@ -374,20 +421,25 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
    * the client's outbox. Shares the room key first with devices that do not have it (rotating the
    * session when a member or device is gone, or after 100 messages or 24 h). Needs a connection.
    */
-  send(room: string, type: string, content: JsonObject): Promise<SendResult> {
-    const run = this.#sending.then(() => this.#send(room, type, content))
-    this.#sending = run.catch(() => {})
-    return run
+  send(room: string, type: string, content: JsonObject, options: SendOptions = {}): Promise<SendResult> {
+    // Encryptions run one at a time (sessions are stateful); waiting for the server's acknowledgement
+    // does not hold the next one up. Handed to the outbox in the order they were encrypted.
+    const encrypted = this.#sending.then(() => this.#encrypt(room, type, content))
+    this.#sending = encrypted.catch(() => {})
+    return encrypted.then((message) =>
+      this.#client.send(room, ENCRYPTED_EVENT, message as unknown as Record<string, unknown>, options),
+    )
   }
 
-  async #send(room: string, type: string, content: JsonObject): Promise<SendResult> {
+  async #encrypt(room: string, type: string, content: JsonObject): Promise<e2e.GroupMessage> {
     const api = this.#client.api
     const members = (await api.members(room))
       .filter((m) => m.membership === 'join' || m.membership === 'invite')
       .map((m) => m.user_id)
       .sort()
     const changes = { identityChanged: false, deviceRemoved: false }
-    const devices = await this.#devicesOf(members, changes)
+    const unreachable = new Set<string>()
+    const devices = await this.#devicesOf(members, changes, unreachable)
     const now = this.#now()
     const targets = [...devices.values()].flat()
     const keyOf = (t: DeviceTarget) => `${t.userId}|${t.device.deviceId}|${b64(t.device.dsk)}`
@@ -399,9 +451,15 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
       identityChanged: changes.identityChanged,
     })
     if (!outbound || reason) {
+      // Members whose server is away would miss the new session's key: wait for them (nothing sent).
+      if (unreachable.size > 0) throw new KeysUnavailableError([...unreachable])
       outbound?.session.dispose()
       outbound = await this.#newOutbound(room, members, now)
     }
+    const missing = [...unreachable].filter(
+      (user) => !devices.has(user) || devices.get(user)!.some((t) => !outbound.shared.has(keyOf(t))),
+    )
+    if (missing.length > 0) throw new KeysUnavailableError(missing)
     await this.#shareKey(
       outbound,
       targets.filter((t) => !outbound.shared.has(keyOf(t))),
@@ -410,7 +468,7 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     const message = outbound.session.encrypt({ room_id: room, type, content }, now)
     // Stored before it is sent: an index is never used twice, even across a crash.
     await this.#saveOutbound(room, outbound)
-    return this.#client.send(room, ENCRYPTED_EVENT, message as unknown as Record<string, unknown>)
+    return message
   }
 
   async #newOutbound(room: string, members: readonly string[], now: number): Promise<Outbound> {

@@ -36,6 +36,7 @@ import { err, ok, type Result } from '../../result.ts'
  * - `rollback`: a device list whose version is not newer than the trusted one.
  * - `bad_chain`: a device list whose `prev_hash` does not link to the trusted one.
  * - `bad_checksum`: a recovery key with a wrong checksum or prefix.
+ * - `self_test_failed`: a primitive gave a wrong known answer: this build's crypto cannot be trusted.
  */
 export type E2eErrorCode =
   | 'bad_input'
@@ -64,6 +65,7 @@ export type E2eErrorCode =
   | 'rollback'
   | 'bad_chain'
   | 'bad_checksum'
+  | 'self_test_failed'
 
 /** A failed E2E check or libsodium call (E2E.md section 2). Fail closed: nothing decrypted escapes it. */
 export class E2eError extends Error {

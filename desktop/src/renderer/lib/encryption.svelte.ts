@@ -1,0 +1,298 @@
+/**
+ * End-to-end encryption in the app (docs/e2e.md): the device's {@link EndToEnd} over the app's sealed
+ * store, what each encrypted event says once decrypted, and what the user must be told about keys
+ * (warnings, a verified contact whose identity changed). Chat owns one; components read its state.
+ *
+ * Encrypted sends wait in a queue of their own (kept in the sealed store, so they survive a reload)
+ * until they can be encrypted: encrypting needs the room's members and their device keys, which the
+ * app cannot get offline or while a member's server is away. Each room's queue goes in order; a send
+ * the server refuses for good, or one blocked by a changed identity, leaves it with the reason.
+ *
+ * Decrypted events are handed to the timeline as the events they carry (`m.message`, `m.edit`,
+ * `m.reaction`), so folding, previews, mentions and notifications work as in plain rooms; an event
+ * that cannot be decrypted (yet) stays `m.encrypted` and shows as a placeholder.
+ */
+import {
+  ClientClosedError,
+  EndToEnd,
+  IdentityChangedError,
+  KeysUnavailableError,
+  NetworkError,
+  newTxnId,
+  OutboxEntry,
+  type ClientStore,
+  type E2eWarning,
+  type ParleyClient,
+} from '@parley/protocol/client'
+import { CONTENT_SCHEMAS, type ClientEvent } from '@parley/protocol/schema'
+import { z } from 'zod'
+
+/** The store item holding sends that wait to be encrypted (plain content: the store is sealed). */
+const QUEUE_ITEM = 'e2e-queue'
+const Queue = z.array(OutboxEntry)
+/** Retries of a waiting queue: soon at first, then every 30 s at most (or on reconnection). */
+const RETRY_MS = [2_000, 5_000, 10_000, 30_000]
+
+/** What the app hears from {@link Encryption}. */
+export interface EncryptionHooks {
+  /** A room key arrived: events of `room` waiting for it can show now. */
+  keyArrived(room: string): void
+  /** The queue of waiting sends changed (pending rows). */
+  queueChanged(): void
+  /** A queued send was refused for good (after a reload nobody else is waiting for it). */
+  unsent(entry: OutboxEntry, reason: string): void
+}
+
+/** What may travel inside `m.encrypted`. Deletions stay visible to the server, which checks who may delete. */
+const INNER_TYPES = new Set(['m.message', 'm.edit', 'm.reaction'] as const)
+type InnerType = typeof INNER_TYPES extends Set<infer T> ? T : never
+
+/** Why an encrypted event shows no text. */
+export type Undecrypted =
+  { readonly status: 'waiting' } | { readonly status: 'failed'; readonly reason: string }
+
+const isInner = (type: string): type is InnerType => INNER_TYPES.has(type as InnerType)
+
+export class Encryption {
+  /** Encryption works on this device (keys loaded, self-test passed). */
+  ready = $state(false)
+  /** Why it does not, for the user; null when it does or is starting. */
+  error = $state<string | null>(null)
+  /** Key changes and refusals to show (newest last; one per kind and user). */
+  warnings = $state<E2eWarning[]>([])
+  /** Verified contacts whose identity key changed: sending to them waits for the user (blocking). */
+  blocked = $state<string[]>([])
+  /** Encrypted events shown without text, by event id. */
+  undecrypted = $state.raw<Readonly<Record<string, Undecrypted>>>({})
+  /** Bumped when a verification changes (components re-read `isVerified`). */
+  trustVersion = $state(0)
+
+  /** Sends waiting to be encrypted, oldest first (shown as pending). */
+  queued = $state.raw<readonly OutboxEntry[]>([])
+
+  #e2e: EndToEnd | null = null
+  #store: ClientStore | null = null
+  /** What an encrypted send in the outbox says, by txn id (for its "Sending…" row). */
+  readonly #plain = new Map<string, { type: string; content: Record<string, unknown> }>()
+  /** Callers waiting for their queued send, by txn id. */
+  readonly #waiters = new Map<string, { resolve(): void; reject(error: unknown): void }>()
+  /** Rooms whose queue is being sent. */
+  readonly #flushing = new Set<string>()
+  #retryTimer: ReturnType<typeof setTimeout> | null = null
+  #retries = 0
+
+  constructor(private readonly hooks: EncryptionHooks) {}
+
+  /** Loads (or creates) this device's keys and the waiting sends; call before the first connection. */
+  async start(client: ParleyClient): Promise<void> {
+    this.#store = client.store
+    try {
+      const stored = Queue.safeParse(JSON.parse((await client.store.getItem(QUEUE_ITEM)) ?? '[]'))
+      if (stored.success && stored.data.length > 0) this.#setQueue(stored.data)
+    } catch {
+      // An unreadable queue counts as empty.
+    }
+    try {
+      const e2e = await EndToEnd.start(client)
+      e2e.on('warning', (w) => this.#warn(w))
+      e2e.on('room_key', ({ room }) => this.hooks.keyArrived(room))
+      this.#e2e = e2e
+      this.ready = true
+      this.error = null
+      client.on('ready', () => this.#flushAll())
+      this.#flushAll()
+    } catch (error) {
+      this.error = error instanceof Error ? error.message : String(error)
+    }
+  }
+
+  /** Forgets everything of the signed-out account. */
+  reset(): void {
+    this.#e2e = null
+    this.#store = null
+    this.ready = false
+    this.error = null
+    this.warnings = []
+    this.blocked = []
+    this.undecrypted = {}
+    this.queued = []
+    this.#plain.clear()
+    for (const waiter of this.#waiters.values()) waiter.reject(new ClientClosedError('closed'))
+    this.#waiters.clear()
+    if (this.#retryTimer) clearTimeout(this.#retryTimer)
+    this.#retryTimer = null
+  }
+
+  /**
+   * The event as the timeline should see it: an `m.encrypted` event becomes the event it carries once
+   * decrypted and checked (its inner content validated like any content); otherwise it stays as it is
+   * and {@link undecrypted} says why.
+   */
+  reveal(event: ClientEvent): ClientEvent {
+    if (event.type !== 'm.encrypted') return event
+    const result = this.#e2e?.decrypt(event) ?? { status: 'waiting' as const, sessionId: '' }
+    let why: Undecrypted
+    if (result.status === 'decrypted') {
+      if (!isInner(result.type)) why = { status: 'failed', reason: `unexpected ${result.type} inside` }
+      else if (!CONTENT_SCHEMAS[result.type].safeParse(result.content).success)
+        why = { status: 'failed', reason: 'malformed content' }
+      else {
+        if (this.undecrypted[event.event_id]) {
+          const { [event.event_id]: _, ...rest } = this.undecrypted
+          this.undecrypted = rest
+        }
+        return { ...event, type: result.type, content: result.content }
+      }
+    } else if (result.status === 'plain') return event
+    else
+      why = result.status === 'waiting' ? { status: 'waiting' } : { status: 'failed', reason: result.reason }
+    const known = this.undecrypted[event.event_id]
+    if (known?.status !== why.status) this.undecrypted = { ...this.undecrypted, [event.event_id]: why }
+    return event
+  }
+
+  /**
+   * Queues a send for encryption and resolves once the server has it. Refused when a verified
+   * contact's identity changed (that contact is then {@link blocked}) or the server refuses it.
+   */
+  async send(room: string, type: string, content: Record<string, unknown>): Promise<void> {
+    if (!this.#store) throw new Error(this.error ?? 'encryption is not ready on this device')
+    const entry: OutboxEntry = { txn_id: newTxnId(), room, event_type: type, content, created_ts: Date.now() }
+    const done = new Promise<void>((resolve, reject) => this.#waiters.set(entry.txn_id, { resolve, reject }))
+    this.#setQueue([...this.queued, entry])
+    await this.#saveQueue()
+    this.#flush(room)
+    return done
+  }
+
+  /**
+   * What the pending rows show: the queue, then the outbox's encrypted sends as their plain text (an
+   * entry in both shows once; after a reload an encrypted entry's text is unknown: `content` empty).
+   */
+  pendingView(outbox: readonly OutboxEntry[]): OutboxEntry[] {
+    const queued = new Set(this.queued.map((e) => e.txn_id))
+    const sent = outbox
+      .filter((e) => !queued.has(e.txn_id))
+      .map((entry) => {
+        if (entry.event_type !== 'm.encrypted') return entry
+        const plain = this.#plain.get(entry.txn_id)
+        return plain
+          ? { ...entry, event_type: plain.type, content: plain.content }
+          : { ...entry, content: {} }
+      })
+    return [...sent, ...this.queued]
+  }
+
+  #flushAll(): void {
+    for (const room of new Set(this.queued.map((e) => e.room))) this.#flush(room)
+  }
+
+  /** Sends a room's queue in order; stops at the first that must wait, and retries later. */
+  #flush(room: string): void {
+    if (this.#flushing.has(room) || !this.#e2e) return
+    this.#flushing.add(room)
+    void this.#flushRoom(this.#e2e, room).finally(() => this.#flushing.delete(room))
+  }
+
+  async #flushRoom(e2e: EndToEnd, room: string): Promise<void> {
+    for (let entry = this.#next(room); entry; entry = this.#next(room)) {
+      this.#plain.set(entry.txn_id, { type: entry.event_type, content: entry.content })
+      try {
+        const sent = e2e.send(room, entry.event_type, entry.content as never, { txnId: entry.txn_id })
+        await sent
+        this.#retries = 0
+        await this.#settle(entry, null)
+      } catch (error) {
+        if (this.#e2e !== e2e) return // signed out meanwhile
+        if (error instanceof KeysUnavailableError || error instanceof NetworkError) {
+          this.#retryLater()
+          return
+        }
+        if (error instanceof ClientClosedError) return
+        if (error instanceof IdentityChangedError && !this.blocked.includes(error.userId))
+          this.blocked = [...this.blocked, error.userId]
+        await this.#settle(entry, error)
+      } finally {
+        this.#plain.delete(entry.txn_id)
+      }
+    }
+  }
+
+  #next(room: string): OutboxEntry | undefined {
+    return this.queued.find((e) => e.room === room)
+  }
+
+  async #settle(entry: OutboxEntry, error: unknown): Promise<void> {
+    this.#setQueue(this.queued.filter((e) => e.txn_id !== entry.txn_id))
+    await this.#saveQueue()
+    const waiter = this.#waiters.get(entry.txn_id)
+    this.#waiters.delete(entry.txn_id)
+    if (error === null) waiter?.resolve()
+    else if (waiter) waiter.reject(error)
+    else this.hooks.unsent(entry, error instanceof Error ? error.message : String(error))
+  }
+
+  #retryLater(): void {
+    if (this.#retryTimer) return
+    const delay = RETRY_MS[Math.min(this.#retries++, RETRY_MS.length - 1)]
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null
+      this.#flushAll()
+    }, delay)
+  }
+
+  #setQueue(queue: readonly OutboxEntry[]): void {
+    this.queued = queue
+    this.hooks.queueChanged()
+  }
+
+  #saveQueue(): Promise<void> {
+    const store = this.#store
+    if (!store) return Promise.resolve()
+    const queue = this.queued
+    return queue.length === 0
+      ? store.removeItem(QUEUE_ITEM)
+      : store.setItem(QUEUE_ITEM, JSON.stringify(queue))
+  }
+
+  safetyNumber(userId: string): string | null {
+    return this.#e2e?.safetyNumber(userId) ?? null
+  }
+
+  safetyQr(userId: string): Uint8Array | null {
+    return this.#e2e?.safetyQr(userId) ?? null
+  }
+
+  /** Fetches and pins `userId`'s identity if none is pinned yet (before showing a safety number). */
+  async loadIdentity(userId: string): Promise<void> {
+    await this.#e2e?.loadIdentity(userId)
+  }
+
+  isVerified(userId: string): boolean {
+    void this.trustVersion
+    return this.#e2e?.isVerified(userId) ?? false
+  }
+
+  /** The safety numbers matched: `userId`'s identity is verified (a later change blocks sending). */
+  async markVerified(userId: string, verified = true): Promise<void> {
+    await this.#e2e?.markVerified(userId, verified)
+    this.trustVersion++
+  }
+
+  /** Accepts `userId`'s new identity key after a change (unverified until compared again). */
+  async acceptIdentity(userId: string): Promise<void> {
+    await this.#e2e?.acceptIdentity(userId)
+    this.blocked = this.blocked.filter((u) => u !== userId)
+    this.warnings = this.warnings.filter((w) => !(w.kind === 'identity_changed' && w.user_id === userId))
+    this.trustVersion++
+  }
+
+  dismissWarning(warning: E2eWarning): void {
+    this.warnings = this.warnings.filter((w) => w !== warning)
+  }
+
+  #warn(warning: E2eWarning): void {
+    const rest = this.warnings.filter((w) => !(w.kind === warning.kind && w.user_id === warning.user_id))
+    this.warnings = [...rest, warning].slice(-20)
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * End-to-end encryption in the web client (issue 5, "Done means"), in real Chromium against two
+ * federated homeservers that serve it:
+ * - two users of two servers chat in an encrypted DM (encrypted by default) and an encrypted group
+ *   (opted in, irreversible): lock shown, messages, a reaction and the room-list preview decrypted on
+ *   the other side; both see the same safety number and a QR code, and one marks the other verified;
+ * - the renderer ran the primitives' known-answer self-test (E2E.md section 3 row 1) before making keys;
+ * - "server can't read": every canary is absent from both servers' files (database, WAL, media, file
+ *   names) and logs;
+ * - row 13 in the UI: the verified contact's identity key is swapped (the server hands out a new one):
+ *   sending is held with a blocking dialog, nothing is sent, and accepting the new key lets it go.
+ */
+import type { Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { MemoryStore, ParleyClient } from '@parley/protocol/client'
+import type { e2e } from '@parley/protocol/crypto'
+import WebSocket from 'ws'
+import { memoryLogger } from '../../homeserver/test/helpers.ts'
+import { dataBytes, Identity } from '../../homeserver/test/support/e2e.ts'
+import type { Federation } from '../../homeserver/test/support/federation.ts'
+import { say, signUp, startWebSuite, type WebSuite } from './support/browser.ts'
+
+const ACME = 'acme.localhost'
+const GLOBEX = 'globex.localhost'
+
+let suite: WebSuite
+let fed: Federation
+let problems: string[]
+let open: WebSuite['open']
+let expectText: WebSuite['expectText']
+const logs: Record<string, ReturnType<typeof memoryLogger>> = {
+  [ACME]: memoryLogger(),
+  [GLOBEX]: memoryLogger(),
+}
+
+beforeAll(async () => {
+  suite = await startWebSuite([ACME, GLOBEX], undefined, (name) => ({ logger: logs[name]!.logger }))
+  ;({ fed, problems, open, expectText } = suite)
+}, 120_000)
+
+afterAll(() => suite?.close())
+
+const roomId = async (page: Page) => (await page.locator('main[data-room-id]').getAttribute('data-room-id'))!
+
+/** Signs up and waits until the device's keys are made and published (after the self-test). */
+async function signUpWithKeys(page: Page, username: string): Promise<void> {
+  await signUp(page, username)
+  await page.locator('.shell[data-e2e="ready"]').waitFor({ timeout: 15_000 })
+}
+
+async function startDm(page: Page, user: string): Promise<void> {
+  await page.getByLabel('User id, e.g. @bob:globex.example').fill(user)
+  await page.getByRole('button', { name: 'Message', exact: true }).click()
+  await page.locator('.room-header [data-testid="room-encrypted"]').waitFor({ timeout: 15_000 })
+}
+
+async function openVerify(page: Page): Promise<string> {
+  await page.locator('[data-testid="verify"]').click()
+  const number = page.locator('[data-testid="safety-number"]')
+  await number.waitFor({ timeout: 15_000 })
+  return (await number.textContent())!
+}
+
+describe('end-to-end encryption in the web client', () => {
+  const canaries = {
+    dmFromAda: 'canary-ui-dm-7c41 from ada',
+    dmFromBen: 'canary-ui-dm-0b9e from ben',
+    groupFromAda: 'canary-ui-group-5d12 to the group',
+    groupFromBen: 'canary-ui-group-e880 back',
+  }
+
+  it('two users of two servers chat in an encrypted DM and group; the servers hold no plaintext', async () => {
+    const ada = await open(ACME)
+    const ben = await open(GLOBEX)
+    await signUpWithKeys(ada, 'ada')
+    await signUpWithKeys(ben, 'ben')
+
+    // A DM is encrypted without asking; the first message goes while ben is still invited.
+    await startDm(ada, `@ben:${GLOBEX}`)
+    await say(ada, canaries.dmFromAda)
+    await expectText(ada, '[data-testid="message"]', canaries.dmFromAda)
+    await expect.poll(() => ada.locator('[data-testid="pending"]').count()).toBe(0)
+    await ben.locator('[data-testid="join"]').click({ timeout: 15_000 })
+    await expectText(ben, '[data-testid="message"]', canaries.dmFromAda)
+    expect(await ben.locator('.room-header [data-testid="room-encrypted"]').textContent()).toContain(
+      'Encrypted',
+    )
+    await say(ben, canaries.dmFromBen)
+    await expectText(ada, '[data-testid="message"]', canaries.dmFromBen)
+    // The room list shows the decrypted last message and the lock.
+    await expect
+      .poll(() => ada.locator('[aria-current="true"] [data-testid="room-preview"]').textContent())
+      .toContain(canaries.dmFromBen)
+    expect(await ada.locator('[aria-current="true"] [data-testid="room-encrypted"]').count()).toBe(1)
+    // A reaction travels encrypted too, and shows on the other side.
+    await ada
+      .locator('[data-testid="message"]', { hasText: canaries.dmFromBen })
+      .getByRole('button', { name: 'React with 👍' })
+      .click()
+    await ben.getByRole('button', { name: `👍 by @ada:${ACME}` }).waitFor({ timeout: 15_000 })
+    // The server cannot tell a reaction from a message: the preview says what it was once decrypted.
+    await expect
+      .poll(() => ada.locator('[aria-current="true"] [data-testid="room-preview"]').textContent())
+      .toBe('You: reacted 👍')
+    // (An event may come before its room key, over another path: it shows as waiting, then decrypts.)
+    await expect.poll(() => ada.locator('[data-testid="undecrypted"]').count()).toBe(0)
+
+    // Both see the same safety number (60 digits) and a QR code; ada marks ben verified.
+    const adaNumber = await openVerify(ada)
+    const benNumber = await openVerify(ben)
+    expect(adaNumber.replace(/\s/g, '')).toMatch(/^\d{60}$/)
+    expect(benNumber).toBe(adaNumber)
+    expect(await ada.locator('[data-testid="safety-qr"] path').getAttribute('d')).toMatch(/^M/)
+    await ada.getByRole('button', { name: 'They match: mark as verified' }).click()
+    await ada.locator('[data-testid="verified-state"]').waitFor()
+    await ada.getByRole('button', { name: 'Close' }).click()
+    await ben.getByRole('button', { name: 'Close' }).click()
+    await expectText(ada, '[data-testid="verify"]', 'Verified')
+
+    // An encrypted group (opted in when creating it).
+    await ada.getByLabel('User id, e.g. @bob:globex.example').fill(`@ben:${GLOBEX}`)
+    await ada.getByLabel('Group name').fill('Secret plans')
+    await ada.getByLabel('End-to-end encrypted (cannot be turned off later)').check()
+    await ada.getByRole('button', { name: 'New group' }).click()
+    await ada.locator('.room-header [data-testid="room-encrypted"]').waitFor({ timeout: 15_000 })
+    await expect.poll(() => ada.locator('.room-header h2').textContent()).toBe('Secret plans')
+    await ben.locator('[data-testid="join"]').click({ timeout: 15_000 })
+    await expectText(ada, '.notice', `@ben:${GLOBEX} joined`)
+    await say(ada, canaries.groupFromAda)
+    await expectText(ben, '[data-testid="message"]', canaries.groupFromAda)
+    await say(ben, canaries.groupFromBen)
+    await expectText(ada, '[data-testid="message"]', canaries.groupFromBen)
+
+    // The servers relayed ciphertext only: no canary in any file, file name or log line of either.
+    for (const name of [ACME, GLOBEX]) {
+      const disk = await dataBytes(fed.get(name).dataDir)
+      const log = logs[name]!.text()
+      for (const canary of Object.values(canaries)) {
+        expect(disk.includes(canary), `${name} disk: ${canary}`).toBe(false)
+        expect(log.includes(canary), `${name} log: ${canary}`).toBe(false)
+      }
+    }
+    expect(problems).toEqual([])
+  }, 120_000)
+
+  it("a verified contact's new identity key blocks sending until the user accepts it (row 13)", async () => {
+    const cy = await open(ACME)
+    const dee = await open(GLOBEX)
+    await signUpWithKeys(cy, 'cy')
+    await signUpWithKeys(dee, 'dee')
+    await startDm(cy, `@dee:${GLOBEX}`)
+    await dee.locator('[data-testid="join"]').click({ timeout: 15_000 })
+    await say(cy, 'before the swap')
+    await expectText(dee, '[data-testid="message"]', 'before the swap')
+    await openVerify(cy)
+    await cy.getByRole('button', { name: 'They match: mark as verified' }).click()
+    await cy.getByRole('button', { name: 'Close' }).click()
+
+    // dee's identity key is replaced (as an identity reset, or a server handing out its own key):
+    // a scripted device of dee publishes a version 1 list under a new identity key.
+    const intruder = await ParleyClient.login(fed.urls[GLOBEX]!, 'dee', 'correct horse battery', {
+      store: new MemoryStore(),
+      WebSocket: WebSocket as never,
+    })
+    const session = (await intruder.store.getSession())!
+    const identity = new Identity(`@dee:${GLOBEX}`)
+    await intruder.api.publishDeviceList(wire(identity.next([session.device_id])))
+    await intruder.api.publishPrekey(identity.prekey(session.device_id) as never)
+    intruder.close()
+
+    const room = await roomId(cy)
+    await say(cy, 'held back')
+    const blocking = cy.locator('[data-testid="identity-blocked"]')
+    await blocking.waitFor({ timeout: 15_000 })
+    expect(await blocking.textContent()).toContain(`@dee:${GLOBEX}`)
+    await expectText(cy, '[data-testid="unsent"]', 'held back')
+    // Nothing left cy for that room: dee's timeline never gets it.
+    expect(await dee.locator('[data-testid="message"]', { hasText: 'held back' }).count()).toBe(0)
+
+    await cy.getByRole('button', { name: 'Accept the new key' }).click()
+    await blocking.waitFor({ state: 'detached' })
+    await cy.locator('[data-testid="unsent"]').getByRole('button', { name: 'Send again' }).click()
+    await expect.poll(() => cy.locator('[data-testid="unsent"]').count(), { timeout: 15_000 }).toBe(0)
+    await expectText(cy, `main[data-room-id="${room}"] [data-testid="message"]`, 'held back')
+    // The new key is not verified: the header offers verification again.
+    await expectText(cy, '[data-testid="verify"]', `Verify @dee:${GLOBEX}`)
+    expect(problems).toEqual([])
+  }, 90_000)
+})
+
+/** The crypto core's device list as the wire schema types it. */
+function wire(list: e2e.SignedDeviceList) {
+  return { ...list, devices: list.devices.map((d) => ({ ...d })) }
+}
