@@ -5,8 +5,6 @@
  * section 3 row 10, TESTPLAN E2E-1): canary plaintexts appear nowhere in either server's database
  * files (WAL included) or logs.
  */
-import { readdir, readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import WebSocket from 'ws'
 import { afterEach, describe, expect, it } from 'vitest'
 import { e2e } from '@parley/protocol/crypto'
@@ -20,6 +18,7 @@ import {
 } from '@parley/protocol/client'
 import type { ClientEvent } from '@parley/protocol/schema'
 import { memoryLogger } from './helpers.ts'
+import { dataBytes } from './support/e2e.ts'
 import { startFederation, type Federation } from './support/federation.ts'
 
 const ACME = 'acme.localhost'
@@ -89,14 +88,6 @@ function bodies(p: Person, room: string): Array<string | undefined> {
   return (p.seen.get(room) ?? []).map((x) =>
     x.result.status === 'decrypted' ? (x.result.content as { body?: string }).body : x.result.status,
   )
-}
-
-/** Every file of a data directory (the database, its WAL, media, keys), concatenated. */
-async function dataBytes(dir: string): Promise<Buffer> {
-  const parts: Buffer[] = []
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true }))
-    if (entry.isFile()) parts.push(await readFile(join(entry.parentPath, entry.name)))
-  return Buffer.concat(parts)
 }
 
 describe('end-to-end encrypted chat across two servers', () => {

@@ -15,6 +15,48 @@ import type { ClientEvent } from '@parley/protocol/schema'
 
 const BACKOFF = { baseMs: 20, capMs: 200 }
 
+/**
+ * A {@link MemoryStore} whose items can be listed: what a desktop would write to disk, for tests that
+ * look for secrets in it (or their absence).
+ */
+export class InspectableStore extends MemoryStore {
+  readonly #items = new Map<string, string>()
+
+  override async setItem(key: string, value: string): Promise<void> {
+    this.#items.set(key, value)
+    await super.setItem(key, value)
+  }
+  override async removeItem(key: string): Promise<void> {
+    this.#items.delete(key)
+    await super.removeItem(key)
+  }
+  override async clear(): Promise<void> {
+    this.#items.clear()
+    await super.clear()
+  }
+  /** Every stored item now, by key. */
+  items(): ReadonlyMap<string, string> {
+    return new Map(this.#items)
+  }
+}
+
+/**
+ * The secret keys an E2E client keeps (device, identity and prekey private keys, group chain and
+ * signing keys), base64url as stored: none may ever reach a server (E2E.md section 3 row 10).
+ */
+export function storedSecrets(store: InspectableStore): string[] {
+  const out = new Set<string>()
+  const walk = (value: unknown, key: string) => {
+    if (typeof value === 'string') {
+      if (['secret', 'chain_key', 'signing_key'].includes(key)) out.add(value)
+    } else if (Array.isArray(value)) value.forEach((v) => walk(v, key))
+    else if (typeof value === 'object' && value !== null)
+      for (const [k, v] of Object.entries(value)) walk(v, k === 'skipped' ? 'chain_key' : k)
+  }
+  for (const [key, raw] of store.items()) if (key.startsWith('e2e:')) walk(JSON.parse(raw), '')
+  return [...out]
+}
+
 export interface Seen {
   readonly event: ClientEvent
   readonly result: Decryption
@@ -22,7 +64,7 @@ export interface Seen {
 
 export interface Person {
   readonly client: ParleyClient
-  readonly store: MemoryStore
+  readonly store: InspectableStore
   readonly e2e: EndToEnd
   readonly warnings: E2eWarning[]
   /** Every encrypted event received per room, in arrival order, with what decrypting it gave. */
@@ -46,7 +88,7 @@ export async function e2ePerson(
   username: string,
   options: PersonOptions = {},
 ): Promise<Person> {
-  const store = new MemoryStore()
+  const store = new InspectableStore()
   const client = await ParleyClient.register(baseUrl, username, 'correct horse battery', {
     store,
     WebSocket: WebSocket as never,
