@@ -49,7 +49,10 @@ interface FileContent {
 
 describe('the servers cannot read an encrypted federated session', () => {
   it('no message, attachment byte, attachment key or client secret on disk, in logs or on any wire', async () => {
-    const logs = { [ACME]: memoryLogger(), [GLOBEX]: memoryLogger() }
+    const logs: Record<string, ReturnType<typeof memoryLogger>> = {
+      [ACME]: memoryLogger(),
+      [GLOBEX]: memoryLogger(),
+    }
     // One capturing proxy in front of each server for the other's federation traffic: each server's
     // peer map points at the proxy, so links and key fetches both ways pass it.
     const own: Record<string, string> = {}
@@ -120,7 +123,7 @@ describe('the servers cannot read an encrypted federated session', () => {
       .get(group)!
       .map((x) => x.result)
       .find((r) => r.status === 'decrypted' && r.type === 'm.file')
-    const file = (received as { content: FileContent }).content.file
+    const file = (received as unknown as { content: FileContent }).content.file
     const download = await bob.client.api.downloadRemoteMedia(file.server, file.media_id)
     expect(
       Buffer.from(e2e.decryptAttachment(download.bytes, file, { roomId: group, uploadId: file.upload_id })),
@@ -159,8 +162,8 @@ describe('the servers cannot read an encrypted federated session', () => {
     const haystacks: Record<string, Buffer | string> = {
       'acme disk': await dataBytes(fed.get(ACME).dataDir),
       'globex disk': await dataBytes(fed.get(GLOBEX).dataDir),
-      'acme log': logs[ACME].text(),
-      'globex log': logs[GLOBEX].text(),
+      'acme log': logs[ACME]!.text(),
+      'globex log': logs[GLOBEX]!.text(),
       'federation link to acme': federationLink[ACME].captured(),
       'federation link to globex': federationLink[GLOBEX].captured(),
       'alice link': aliceLink.captured(),
@@ -168,7 +171,9 @@ describe('the servers cannot read an encrypted federated session', () => {
     }
     // Everything went through the proxies, and the media reached globex's disk (fetched over federation).
     for (const where of Object.keys(haystacks)) expect(haystacks[where]!.length, where).toBeGreaterThan(0)
-    expect((haystacks['globex disk'] as Buffer).includes(sealed.ciphertext.subarray(0, 64))).toBe(true)
+    expect(
+      (haystacks['globex disk'] as Buffer).includes(Buffer.from(sealed.ciphertext.subarray(0, 64))),
+    ).toBe(true)
     expect(findCanaries(haystacks, secrets)).toEqual([])
   }, 60_000)
 })
