@@ -55,8 +55,7 @@ describe('envelope forward secrecy (E2E.md section 3 row 18)', () => {
     })
     clients.push(first)
     const bob0 = await EndToEnd.start(first, { now })
-    const bob = { client: first, e2e: bob0 } as unknown as Person
-    const room = await encryptedRoom(alice, [bob], 'dm')
+    const room = await encryptedRoom(alice, [{ client: first, e2e: bob0 }], 'dm')
     const prekeys = async () =>
       (JSON.parse((await store.getItem('e2e:device'))!) as { prekeys: PrekeyItem[] }).prekeys
     const [spk1] = await prekeys()

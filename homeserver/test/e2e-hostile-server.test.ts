@@ -53,7 +53,7 @@ function newEventId(): string {
   return `$${toBase64Url(randomBytes(32))}`
 }
 
-/** Device ids `alice` addressed in the `to_device` frames she sent through the proxy, per user. */
+/** `user/device` of every recipient of the `to_device` frames the proxy's clients sent. */
 function envelopeRecipients(proxy: EvilProxy, eventType = 'm.room_key'): string[] {
   return proxy.fromClients
     .filter((f) => f.type === 'to_device' && f.event_type === eventType)

@@ -162,8 +162,8 @@ export async function waitForRoom(client: ParleyClient, room: string): Promise<v
 
 /** Creates an encrypted room of `owner` with `others` invited and joined. */
 export async function encryptedRoom(
-  owner: Person,
-  others: readonly Person[],
+  owner: Pick<Person, 'client' | 'e2e'>,
+  others: ReadonlyArray<Pick<Person, 'client' | 'e2e'>>,
   kind: 'dm' | 'group' = 'group',
 ): Promise<string> {
   const room =

@@ -164,9 +164,14 @@ export class EvilProxy {
           const headers = { ...answer.headers }
           if (String(headers['content-type'] ?? '').includes('application/json') && body.length > 0) {
             const path = (req.url ?? '').split('?')[0]!.replace(API, '')
-            let json: unknown = JSON.parse(body.toString('utf8'))
+            let json: unknown
+            try {
+              json = JSON.parse(body.toString('utf8'))
+            } catch {
+              json = undefined // not JSON after all: passed on as it came
+            }
             let changed = false
-            for (const rewrite of this.rest) {
+            for (const rewrite of json === undefined ? [] : this.rest) {
               const next = rewrite({
                 path,
                 method: req.method ?? 'GET',
