@@ -26,6 +26,7 @@ import {
   FEDERATION_SCENARIOS,
 } from './federation.ts'
 import { chromiumVersion } from './desktop-browser.ts'
+import { E2E_FULL, E2E_QUICK, E2E_SCENARIOS, e2ePipeline } from './e2e.ts'
 import { DESKTOP_FULL, DESKTOP_QUICK, DESKTOP_SCENARIOS, desktopColdStart, desktopHeap } from './desktop.ts'
 import { LoadWorker, type Params, type Result } from './rpc.ts'
 import { benchConfig, Homeserver, type SyncMode } from './server.ts'
@@ -48,6 +49,7 @@ const SCENARIOS = [
   'connections',
   ...FEDERATION_SCENARIOS,
   ...DESKTOP_SCENARIOS,
+  ...E2E_SCENARIOS,
 ] as const
 type ScenarioName = (typeof SCENARIOS)[number]
 
@@ -101,6 +103,7 @@ const FULL_SIZES = {
   connections: { count: 10_000, users: 1000 },
   federation: FEDERATION_FULL,
   desktop: DESKTOP_FULL,
+  e2e: E2E_FULL,
 }
 const QUICK_SIZES: typeof FULL_SIZES = {
   latency: { warmup: 100, count: 300, maxMs: 10_000 },
@@ -110,6 +113,7 @@ const QUICK_SIZES: typeof FULL_SIZES = {
   connections: { count: 1000, users: 50 },
   federation: FEDERATION_QUICK,
   desktop: DESKTOP_QUICK,
+  e2e: E2E_QUICK,
 }
 
 // ---- the harness ----
@@ -552,6 +556,7 @@ function targets(reports: Partial<Record<ScenarioName, ScenarioReport>>): Target
   const link = reports['federation-throughput']?.headline.linkEventsPerS
   const cold = reports['desktop-cold-start']?.headline
   const heapGrowth = reports['desktop-heap']?.headline.heapGrowthMiB
+  const e2eAdded = reports.e2e?.headline.e2eAddedP50Ms
   return [
     t('latency one at a time, p50', '<= 0.3', 'ms', lat?.latencyP50Ms ?? null, (v) => v <= 0.3),
     t('latency one at a time, p99', '<= 3', 'ms', lat?.latencyP99Ms ?? null, (v) => v <= 3),
@@ -575,6 +580,7 @@ function targets(reports: Partial<Record<ScenarioName, ScenarioReport>>): Target
       (v) => v < 1000,
     ),
     t('desktop JS heap growth over room switches', '<= 20', 'MiB', heapGrowth ?? null, (v) => v <= 20),
+    t('E2E adds to a 2-member message, p50', '< 2', 'ms', e2eAdded ?? null, (v) => v < 2),
   ]
 }
 
@@ -644,7 +650,9 @@ async function main(): Promise<number> {
                           ? await federationThroughput(bench, bench.sizes.federation.throughput)
                           : name === 'desktop-cold-start'
                             ? await desktopColdStart(bench, bench.sizes.desktop.coldStart)
-                            : await desktopHeap(bench, bench.sizes.desktop.heap)
+                            : name === 'e2e'
+                              ? await e2ePipeline(bench, bench.sizes.e2e)
+                              : await desktopHeap(bench, bench.sizes.desktop.heap)
         reports[name] = report
         rows.push(...report.rows)
         const logged = report.data.logProblems

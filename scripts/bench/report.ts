@@ -31,6 +31,8 @@ export interface Headline {
   coldStartServedP95Ms?: number | undefined
   /** Desktop: JS heap growth over the room switches, after forced GCs (MiB). */
   heapGrowthMiB?: number
+  /** E2E: encrypted minus plain send -> decrypted p50 in a 2-member room (ms). */
+  e2eAddedP50Ms?: number
 }
 
 export interface ScenarioReport {

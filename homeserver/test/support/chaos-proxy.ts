@@ -8,6 +8,9 @@
  * - `latency`: hold each chunk for `ms` before forwarding it, keeping order.
  * - `cut`: forward `afterBytes` bytes per connection (both directions counted; a function is drawn
  *   once per connection), then drop the connection, usually in the middle of a frame.
+ *
+ * With `capture`, it also keeps every byte it forwarded (both directions), for tests that search
+ * the wire for what must not be there (E2E.md section 3 row 10).
  */
 import net from 'node:net'
 
@@ -32,24 +35,45 @@ export class ChaosProxy {
   accepted = 0
   cuts = 0
   readonly #links = new Set<Link>()
+  readonly #captured: Buffer[] | null
 
   private constructor(
     private readonly server: net.Server,
     readonly port: number,
-  ) {}
+    capture: boolean,
+  ) {
+    this.#captured = capture ? [] : null
+  }
 
-  /** Listens on 127.0.0.1, port 0, in front of `target` (a `http://host:port` URL or host and port). */
-  static async start(target: string | { host: string; port: number }): Promise<ChaosProxy> {
-    const { hostname, port } =
-      typeof target === 'string' ? new URL(target) : { ...target, hostname: target.host }
+  /**
+   * Listens on 127.0.0.1, port 0, in front of `target` (a `http://host:port` URL or host and port;
+   * a function is asked per connection, for a target whose port is known only later).
+   */
+  static async start(
+    target: string | { host: string; port: number } | (() => string),
+    options: { capture?: boolean } = {},
+  ): Promise<ChaosProxy> {
+    const resolve = () => {
+      const t = typeof target === 'function' ? target() : target
+      return typeof t === 'string' ? new URL(t) : { ...t, hostname: t.host }
+    }
     const server = net.createServer()
-    await new Promise<void>((resolve, reject) => {
+    await new Promise<void>((done, reject) => {
       server.once('error', reject)
-      server.listen(0, '127.0.0.1', resolve)
+      server.listen(0, '127.0.0.1', done)
     })
-    const proxy = new ChaosProxy(server, (server.address() as net.AddressInfo).port)
-    server.on('connection', (client) => proxy.#accept(client, hostname, Number(port)))
+    const proxy = new ChaosProxy(server, (server.address() as net.AddressInfo).port, options.capture === true)
+    server.on('connection', (client) => {
+      const { hostname, port } = resolve()
+      proxy.#accept(client, hostname, Number(port))
+    })
     return proxy
+  }
+
+  /** Every byte forwarded so far, both directions (started with `capture`). */
+  captured(): Buffer {
+    if (this.#captured === null) throw new Error('start the proxy with { capture: true }')
+    return Buffer.concat(this.#captured)
   }
 
   /** Base URL of the proxy, e.g. `http://127.0.0.1:40123`. */
@@ -99,6 +123,7 @@ export class ChaosProxy {
       if (due.length > 0) this.#later(link, release, due[0]!.at - now)
     }
     from.on('data', (chunk: Buffer) => {
+      this.#captured?.push(chunk)
       const mode = this.mode
       if (mode.kind === 'blackhole' || !this.#links.has(link)) return
       if (mode.kind === 'latency' || due.length > 0) {

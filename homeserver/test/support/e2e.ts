@@ -87,15 +87,52 @@ export function putList(server: { url: string }, user: TestUser, list: unknown) 
   return http(server, 'PUT', '/api/v1/keys/device-list', { device_list: list }, user.access_token)
 }
 
+// ---- "Server can't read" searches (E2E.md section 3 row 10, TESTPLAN E2E-1) ----
+
 /**
- * Every file of a data directory (the database, its WAL, media, keys) and every file name,
- * concatenated: what a "server can't read" search looks through (E2E.md section 3 row 10).
+ * Every file of a data directory (the database, its WAL, media, keys) and every file *name*,
+ * concatenated: what a server operator (or a thief of the disk) can read.
  */
 export async function dataBytes(dir: string): Promise<Buffer> {
   const parts: Buffer[] = []
   for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
-    parts.push(Buffer.from(`${entry.name}\n`))
+    parts.push(Buffer.from(join(entry.parentPath, entry.name)))
     if (entry.isFile()) parts.push(await readFile(join(entry.parentPath, entry.name)))
   }
   return Buffer.concat(parts)
+}
+
+/**
+ * The byte strings that betray `secret` in a haystack: itself, and its base64 and base64url forms at
+ * each of the three alignments (a secret inside a longer base64 string is encoded from whichever
+ * byte offset it sits at; each alignment drops at most two edge bytes).
+ */
+export function canaryForms(secret: string | Uint8Array): Buffer[] {
+  const raw = typeof secret === 'string' ? Buffer.from(secret) : Buffer.from(secret)
+  const forms = [raw]
+  for (let k = 0; k < 3; k++) {
+    const usable = raw.subarray(k, k + 3 * Math.floor((raw.length - k) / 3))
+    if (usable.length < 9) continue
+    forms.push(Buffer.from(usable.toString('base64')), Buffer.from(usable.toString('base64url')))
+  }
+  return forms
+}
+
+/**
+ * Where any of `secrets` (plain or base64/base64url, see {@link canaryForms}) occurs in any of the
+ * named haystacks: `"haystack: secret name"` per hit; empty when the servers saw nothing.
+ */
+export function findCanaries(
+  haystacks: Readonly<Record<string, Buffer | string>>,
+  secrets: Readonly<Record<string, string | Uint8Array>>,
+): string[] {
+  const hits: string[] = []
+  for (const [name, secret] of Object.entries(secrets)) {
+    const forms = canaryForms(secret)
+    for (const [where, hay] of Object.entries(haystacks)) {
+      const bytes = typeof hay === 'string' ? Buffer.from(hay) : hay
+      if (forms.some((f) => bytes.includes(f))) hits.push(`${where}: ${name}`)
+    }
+  }
+  return hits
 }

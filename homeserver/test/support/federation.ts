@@ -40,7 +40,8 @@ export interface Federation {
 /** Starts homeservers with the given names, each with every other in its peer map. */
 export async function startFederation(
   names: readonly string[],
-  overrides: (name: string) => Partial<ConfigInput> = () => ({}),
+  /** Config per server; `urls` are every server's own address (to put a proxy in front of a peer). */
+  overrides: (name: string, urls: Readonly<Record<string, string>>) => Partial<ConfigInput> = () => ({}),
   /** Start options per server, e.g. an in-memory logger whose lines a test searches. */
   startOptions: (name: string) => StartOptions = () => ({}),
 ): Promise<Federation> {
@@ -65,7 +66,7 @@ export async function startFederation(
       return s
     },
     async start(name, extra = {}) {
-      const custom = overrides(name)
+      const custom = overrides(name, urls)
       const s = await startTestServer(
         {
           serverName: name,

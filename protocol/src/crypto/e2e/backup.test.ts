@@ -127,6 +127,30 @@ describe('passphrase wrap with argon2id (E2E.md section 2.5)', () => {
   })
 })
 
+describe('argon2id parameters on unlock (E2E.md section 3 row 19)', () => {
+  it('unlocks with the stored parameters, not the defaults, and an edited parameter fails closed', () => {
+    const rk = generateRecoveryKey()
+    // opslimit 2 is neither the default (3) nor TEST_COST's (1): only the stored value derives the key.
+    const wrapped = wrapRecoveryKey(rk, 'pass phrase', { opslimit: 2, memlimit: MIN_PWHASH_MEMLIMIT })
+    expect(wrapped.kdf).toMatchObject({ opslimit: 2, memlimit: MIN_PWHASH_MEMLIMIT })
+    expect(unwrapRecoveryKey(wrapped, 'pass phrase')).toEqual(rk)
+    for (const kdf of [
+      { ...wrapped.kdf, opslimit: 1 },
+      { ...wrapped.kdf, opslimit: 3 },
+      { ...wrapped.kdf, memlimit: MIN_PWHASH_MEMLIMIT + 1024 * 1024 },
+    ])
+      expect(rejection(() => unwrapRecoveryKey({ ...wrapped, kdf }, 'pass phrase'))).toBe('decrypt_failed')
+  })
+
+  it('refuses a stored memlimit below 64 MiB on unlock (a server lowering the cost to speed up guessing)', () => {
+    const wrapped = wrapRecoveryKey(generateRecoveryKey(), 'pass phrase', TEST_COST)
+    for (const memlimit of [MIN_PWHASH_MEMLIMIT - 1024, 32 * 1024 * 1024, 8 * 1024 * 1024])
+      expect(
+        rejection(() => unwrapRecoveryKey({ ...wrapped, kdf: { ...wrapped.kdf, memlimit } }, 'pass phrase')),
+      ).toBe('bad_input')
+  })
+})
+
 describe('key backup (E2E.md section 3 row 16)', () => {
   const version = '1'
   let uik: SigningKeyPair
