@@ -12,6 +12,7 @@
  *   as text, cleaned of controls and bidi overrides, and capped in size.
  */
 import { mkdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { deflateSync } from 'node:zlib'
 import WebSocket from 'ws'
 import type { Browser, Page } from 'playwright-core'
@@ -534,4 +535,44 @@ describe('attachments and display names', () => {
     expect(vic.url()).toBe(`${fed.urls[ACME]}/`)
     expect(problems).toEqual([])
   }, 120_000)
+
+  it('in an end-to-end encrypted room a file leaves the browser as ciphertext, under a neutral name and type', async () => {
+    // The upload half of E2E.md section 2.5 (the message half needs the app's message encryption).
+    const erin = await open(ACME)
+    await signUp(erin, 'erin')
+    const frank = await ParleyClient.register(fed.urls[GLOBEX]!, 'frank', 'correct horse battery', {
+      store: new MemoryStore(),
+      WebSocket: WebSocket as never,
+    })
+    clients.push(frank)
+    await frank.api.createRoom({ kind: 'group', name: 'Sealed', invite: [`@erin:${ACME}`], encrypted: true })
+    await erin.locator('[data-testid="join"]').click({ timeout: 15_000 })
+    const image = png(64, 48)
+    await sendFiles(erin, [{ name: 'sealed-canary.png', mimeType: 'image/png', buffer: image }])
+
+    const acme = fed.get(ACME)
+    const uploads = () =>
+      acme.services.repos.db
+        .prepare('SELECT sha256, size, content_type, filename FROM media WHERE owner = ?')
+        .all(`@erin:${ACME}`) as Array<{
+        sha256: string
+        size: number
+        content_type: string
+        filename: string
+      }>
+    await expect.poll(() => uploads().length, { timeout: 15_000 }).toBe(1)
+    const [row] = uploads()
+    // One 64 KiB chunk: the file plus secretstream's 17 bytes.
+    expect(row).toMatchObject({
+      size: image.length + 17,
+      content_type: 'application/octet-stream',
+      filename: 'encrypted.bin',
+    })
+    const stored = await readFile(join(acme.dataDir, 'media', row!.sha256))
+    expect(stored.length).toBe(image.length + 17)
+    expect(stored.includes(image.subarray(0, 8))).toBe(false) // the PNG signature
+    expect(stored.includes(image.subarray(12, 29))).toBe(false) // the IHDR chunk: size and depth
+    await expect.poll(() => erin.locator('[data-testid="upload"]').count()).toBe(0)
+    expect(problems).toEqual([])
+  }, 60_000)
 })

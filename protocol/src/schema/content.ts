@@ -4,7 +4,7 @@
  */
 import { z } from 'zod'
 import { EventId, MediaId, Membership, RoomKind, Sha256Hex, UserId } from './common.ts'
-import { EncryptedContent, RoomEncryptionContent } from './keys.ts'
+import { AttachmentEncryption, EncryptedContent, RoomEncryptionContent } from './keys.ts'
 
 /** Longest message body, in UTF-16 units (the canonical content limit of 64 KiB applies as well). */
 export const MAX_BODY_LENGTH = 32_000
@@ -18,6 +18,11 @@ const Format = z.enum(['plain', 'markdown'])
  * their own homeserver with `GET /media/{sender's server}/{media_id}` (docs/federation.md, "Media").
  * `sha256` (optional; the upload answer carries it) is the digest of the bytes: it sits inside the
  * content the sender's server signed, so a client can check what any server hands it.
+ *
+ * In an end-to-end encrypted room the uploaded bytes are ciphertext (E2E.md section 2.5): `encryption`
+ * says how to decrypt them, `sha256` (if set) is the digest of the ciphertext, and `name`, `mime`,
+ * `size` (plaintext bytes), `width` and `height` describe the plaintext. The whole attachment then
+ * travels inside the `m.encrypted` event's ciphertext.
  */
 export const Attachment = z.strictObject({
   media_id: MediaId,
@@ -27,6 +32,7 @@ export const Attachment = z.strictObject({
   width: z.number().int().min(1).max(100_000).optional(),
   height: z.number().int().min(1).max(100_000).optional(),
   sha256: Sha256Hex.optional(),
+  encryption: AttachmentEncryption.optional(),
 })
 
 /** `m.message`: a text message (markdown source), optionally a reply or carrying an attachment. */

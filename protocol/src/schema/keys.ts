@@ -118,6 +118,26 @@ export const EncryptedContent = z.strictObject({
 /** `m.room.encryption`: the room is end-to-end encrypted from this event on (irreversible). */
 export const RoomEncryptionContent = z.strictObject({ suite: E2eSuite })
 
+/**
+ * How an attachment is encrypted (E2E.md section 2.5): the secretstream key and header, the BLAKE2b-256
+ * of the uploaded ciphertext, and the random `upload_id` that, with the room id, is bound into the
+ * first chunk's associated data (so the file cannot be replayed into another room or message). It sits
+ * in a message's `attachment.encryption` and only ever travels inside an `m.encrypted` event's
+ * ciphertext: the server never sees it. The plaintext size is the attachment's `size`.
+ */
+export const AttachmentEncryption = z.strictObject({
+  v: E2eSuite,
+  /** 16 random bytes, base64url (22 characters), fresh per upload. */
+  upload_id: bytesOf(16),
+  /** The secretstream XChaCha20-Poly1305 key, 32 bytes. */
+  key: bytesOf(32),
+  /** The secretstream header, 24 bytes. */
+  header: bytesOf(24),
+  /** BLAKE2b-256 of the ciphertext as uploaded. */
+  hash: E2eHash,
+})
+export type AttachmentEncryption = z.infer<typeof AttachmentEncryption>
+
 /** Stored argon2id parameters of a passphrase-wrapped recovery key (E2E.md section 2.5). */
 export const BackupKdfParams = z.strictObject({
   algorithm: z.literal('argon2id13'),

@@ -4,7 +4,7 @@
  * or HTML), the box an image preview reserves, and the `attachment` a finished upload becomes.
  */
 import { ApiError, NetworkError, ProtocolError } from '@parley/protocol/client'
-import { Attachment } from '@parley/protocol/schema'
+import { Attachment, type AttachmentEncryption } from '@parley/protocol/schema'
 import { cleanText } from './display-text.ts'
 import { formatSize, t } from './i18n.ts'
 
@@ -87,20 +87,27 @@ export function fileNameOf(file: { readonly name: string }): string {
   return cut(file.name, 255) || 'file'
 }
 
-/** The `attachment` of a message for an uploaded file (the upload's answer gives the id and digest). */
+/**
+ * The `attachment` of a message for an uploaded file (the upload's answer gives the id and digest).
+ * With `encryption` the upload was the file's ciphertext (E2E.md section 2.5): the attachment then
+ * describes the plaintext (its size is the file's) and carries how to decrypt it, while `sha256`
+ * stays the digest of the uploaded bytes, which is what a download is checked against.
+ */
 export function attachmentFor(
   file: { readonly name: string; readonly type: string; readonly size: number },
   upload: { readonly media_id: string; readonly size: number; readonly sha256?: string | undefined },
   dimensions: { readonly width: number; readonly height: number } | null,
+  encryption?: AttachmentEncryption,
 ): Attachment {
   return {
     media_id: upload.media_id,
     name: fileNameOf(file),
     mime: mimeOf(file),
-    size: upload.size,
+    size: encryption ? file.size : upload.size,
     ...(dimensions ? { width: dimensions.width, height: dimensions.height } : {}),
     // Inside the signed content: every reader can check the bytes any server hands them.
     ...(upload.sha256 === undefined ? {} : { sha256: upload.sha256 }),
+    ...(encryption ? { encryption } : {}),
   }
 }
 

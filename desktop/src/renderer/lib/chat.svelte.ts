@@ -15,6 +15,7 @@ import type { ClientEvent, PresenceStatus } from '@parley/protocol/schema'
 import { MessageContent, type Attachment } from '@parley/protocol/schema'
 import * as att from './attachments.ts'
 import { displayName } from './display-text.ts'
+import { decryptMedia, ENCRYPTED_UPLOAD, encryptFile } from './encrypted-attachments.ts'
 import { Encryption } from './encryption.svelte.ts'
 import { MediaCache } from './media-cache.ts'
 import type { DeepLink, DesktopApi } from './desktop-api.ts'
@@ -836,8 +837,21 @@ export class Chat {
       if (!client) throw new Error('signed out')
       const mime = att.mimeOf(file)
       const dimensions = att.isPreviewable({ mime }) ? await att.imageSize(file) : null
-      const res = await client.api.uploadMedia(upload.room, file, mime, att.fileNameOf(file))
-      const attachment = att.attachmentFor(file, res, dimensions)
+      let attachment: Attachment
+      if (this.rooms.find((r) => r.room_id === upload.room)?.encrypted) {
+        // E2E.md section 2.5: the server gets ciphertext under a neutral name and type; the real ones,
+        // the size and the key go in the attachment, which #transmit encrypts with the message.
+        const { ciphertext, encryption } = await encryptFile(
+          new Uint8Array(await file.arrayBuffer()),
+          upload.room,
+        )
+        const { name, mime: neutral } = ENCRYPTED_UPLOAD
+        const res = await client.api.uploadMedia(upload.room, ciphertext, neutral, name)
+        attachment = att.attachmentFor(file, res, dimensions, encryption)
+      } else {
+        const res = await client.api.uploadMedia(upload.room, file, mime, att.fileNameOf(file))
+        attachment = att.attachmentFor(file, res, dimensions)
+      }
       const content: Record<string, unknown> = {
         body: upload.caption || attachment.name,
         format: 'markdown',
@@ -866,14 +880,20 @@ export class Chat {
 
   /**
    * An attachment's bytes, downloaded through our own homeserver (from the sender's server, which
-   * holds it) and checked against the attachment's sha256; kept in a small LRU cache.
+   * holds it) and checked against the attachment's sha256, then, if it is encrypted, decrypted for
+   * `room`, the room of its message (E2E.md section 2.5; all or nothing); kept in a small LRU cache.
    */
-  media(attachment: Attachment, sender: string): Promise<att.LoadedMedia> {
+  media(attachment: Attachment, sender: string, room: string): Promise<att.LoadedMedia> {
     const client = this.#client
     if (!client) return Promise.reject(new Error('signed out'))
-    const key = `${serverOf(sender)}/${attachment.media_id}/${attachment.sha256 ?? ''}`
+    const { encryption } = attachment
+    // Decryption depends on the room and every encryption field: a copy that decrypted for one message
+    // is never handed to another that names the same media differently.
+    const decrypting = encryption ? `/${room}/${JSON.stringify(encryption)}` : ''
+    const key = `${serverOf(sender)}/${attachment.media_id}/${attachment.sha256 ?? ''}${decrypting}`
     return this.#media.get(key, async () => {
-      const { bytes } = await client.api.downloadAttachment(attachment, sender)
+      const downloaded = (await client.api.downloadAttachment(attachment, sender)).bytes
+      const bytes = encryption ? await decryptMedia(downloaded, attachment, room) : downloaded
       const owned =
         bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(bytes)
       // Typed as opaque bytes: whatever the sender claims, a blob: URL of this never renders as a page.
