@@ -118,10 +118,3 @@ export async function waitForRoom(client: ParleyClient, room: string): Promise<v
     off()
   }
 }
-
-/** Invites `invitee` to `room` as `inviter` and waits until they joined. */
-export async function inviteAndJoin(inviter: Person, invitee: Person, room: string): Promise<void> {
-  await inviter.client.api.invite(room, invitee.e2e.userId)
-  await waitForRoom(invitee.client, room)
-  await invitee.client.api.join(room)
-}
