@@ -11,7 +11,7 @@ import { BackupError } from './key-backup.ts'
 /**
  * Makes sure `device` is in the user's signed device list (E2E.md section 2.1, "New own device"): the
  * served list must verify under `uik` (else `identity_mismatch`: the backup belongs to an older
- * identity); if the device is missing, signs and publishes the next list (version + 1, chained to the
+ * identity; no list at all is `untrusted_backup`); if the device is missing, signs and publishes the next list (version + 1, chained to the
  * served one, every existing device kept, this one added). Returns the list that now holds the device.
  */
 export async function addOwnDevice(
@@ -21,26 +21,27 @@ export async function addOwnDevice(
   device: e2e.DeviceListDevice,
 ): Promise<SignedDeviceList> {
   const served = (await api.queryKeys([userId])).device_lists[userId]
-  let current: e2e.VerifiedDeviceList | null = null
-  if (served !== undefined) {
-    try {
-      current = e2e.verifyDeviceList(served, { userId, uik: uik.publicKey })
-    } catch (error) {
-      throw new BackupError(
-        'identity_mismatch',
-        `the published device list is not signed by the backed-up identity key (${e2e.isE2eError(error) ? error.code : 'invalid'})`,
-      )
-    }
+  // The device that created the identity published a list: none now means the server withholds it,
+  // and a version 1 list of this device alone would drop every other device.
+  if (served === undefined) throw new BackupError('untrusted_backup', 'the server shows no device list')
+  let current: e2e.VerifiedDeviceList
+  try {
+    current = e2e.verifyDeviceList(served, { userId, uik: uik.publicKey })
+  } catch (error) {
+    throw new BackupError(
+      'identity_mismatch',
+      `the published device list is not signed by the backed-up identity key (${e2e.isE2eError(error) ? error.code : 'invalid'})`,
+    )
   }
-  const listed = current?.devices.find((d) => d.deviceId === device.deviceId)
+  const listed = current.devices.find((d) => d.deviceId === device.deviceId)
   if (
     listed &&
     e2e.constantTimeEqual(listed.dsk, device.dsk) &&
     e2e.constantTimeEqual(listed.dxk, device.dxk)
   )
-    return wire(current!.document)
-  const kept = (current?.devices ?? []).filter((d) => d.deviceId !== device.deviceId)
-  const next = wire(e2e.signDeviceList(uik, userId, [...kept, device], current?.document))
+    return wire(current.document)
+  const kept = current.devices.filter((d) => d.deviceId !== device.deviceId)
+  const next = wire(e2e.signDeviceList(uik, userId, [...kept, device], current.document))
   await api.publishDeviceList(next)
   return next
 }
