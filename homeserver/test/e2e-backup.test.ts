@@ -7,7 +7,7 @@
  * the secret-storage slot of the homeserver (owner-only, size-limited).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { canonicalJson } from '@parley/protocol'
+import { canonicalJson, toBase64Url } from '@parley/protocol'
 import { e2e } from '@parley/protocol/crypto'
 import { BackupError, type ParleyClient, type PassphraseKdf } from '@parley/protocol/client'
 import { nodePassphraseKdf } from '@parley/protocol/node'
@@ -202,7 +202,10 @@ describe('key backup and a second device across two servers', () => {
     })
     const serverBk = e2e.deriveBackupKeys(e2e.generateRecoveryKey()).bk
     const injected = e2e.encryptBackupSession(serverBk, version, fake.exportRoomKey())
-    const moved = { ...(JSON.parse(real!.record) as object), session_id: fake.sessionId.replace(/^./, 'A') }
+    const moved = {
+      ...(JSON.parse(real!.record) as object),
+      session_id: toBase64Url(e2e.generateIdentityKey().publicKey),
+    }
     const now = Date.now()
     keys.putSession(
       me,
