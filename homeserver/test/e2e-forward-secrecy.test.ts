@@ -44,7 +44,7 @@ describe('envelope forward secrecy (E2E.md section 3 row 18)', () => {
     // Sessions outlive the 8 days (token expiry is another test's subject).
     server = await startTestServer({ accessTokenTtlMs: 30 * DAY }, { clock: { now } })
     proxy = await EvilProxy.start(server.url)
-    const alice: Person = await e2ePerson(proxy.url, 'alice', { now })
+    const alice: Person = await e2ePerson(proxy.url, 'alice', { e2e: { now } })
     clients.push(alice.client)
 
     // Bob's app: a store that survives restarts; each start is a new client and a new EndToEnd.

@@ -173,6 +173,21 @@ describe('migrations', () => {
     db.close()
   })
 
+  it('0007 adds a STRICT secret_storage table with one document per user', async () => {
+    const db = await migratedTo(7)
+    expect(db.pragma('user_version', { simple: true })).toBe(7)
+    const added = tablesOf(db).filter((t) => t.name === 'secret_storage')
+    expect(added).toHaveLength(1)
+    expect(added[0]!.sql).toMatch(/STRICT/)
+    const insert = db.prepare(
+      "INSERT INTO secret_storage (user_id, document, updated_ts) VALUES ('@a:x', '{}', ?)",
+    )
+    insert.run(1)
+    expect(() => insert.run(2)).toThrow(/UNIQUE|PRIMARY/)
+    expect(() => insert.run('late')).toThrow()
+    db.close()
+  })
+
   it('is idempotent: reopening runs nothing twice', async () => {
     const path = await freshPath()
     openDatabase(path).close()

@@ -7,6 +7,7 @@ import {
   PutBackupSessionsBody,
   PutDeviceListBody,
   PutPrekeyBody,
+  PutSecretStorageBody,
 } from '@parley/protocol/schema'
 import type { AppEnv } from './env.ts'
 import { requireAuth, valid } from './middleware.ts'
@@ -37,3 +38,8 @@ export const keys = new Hono<AppEnv>()
   .get('/backup/sessions', valid('query', BackupSessionsQuery), (c) =>
     c.json(c.var.services.keys.getBackupSessions(c.var.session.userId, c.req.valid('query').version)),
   )
+  .put('/secret-storage', valid('json', PutSecretStorageBody), async (c) => {
+    await c.var.services.keys.putSecretStorage(c.var.session.userId, c.req.valid('json').secret_storage)
+    return c.json({})
+  })
+  .get('/secret-storage', (c) => c.json(c.var.services.keys.getSecretStorage(c.var.session.userId)))

@@ -11,6 +11,8 @@
  *   other servers are asked of their server over the link ({@link RemoteKeys}); its last answer is
  *   kept and served while it cannot be reached.
  * - Backup: opaque, UIK-signed metadata and records encrypted under a key we never see.
+ * - Secret storage: one opaque document per user (their UIK and backup key sealed under a key derived
+ *   from their recovery key), bounded by its schema; only its owner reads or replaces it.
  *
  * Why a new UIK is accepted: a user who lost every device and their recovery key must be able to
  * start over, and the server cannot tell that from an attack. Refusing would lock them out for good
@@ -23,10 +25,12 @@ import { e2e } from '@parley/protocol/crypto'
 import {
   BackupSessionRecord,
   DevicePrekeys,
+  SecretStorage,
   SignedBackupMetadata,
   SignedDeviceList,
   SignedPrekey,
   type KeysQueryResponse,
+  type SecretStorage as SecretStorageType,
   type BackupSessionRecord as BackupSessionRecordType,
   type SignedBackupMetadata as SignedBackupMetadataType,
   type SignedDeviceList as SignedDeviceListType,
@@ -369,6 +373,22 @@ export class KeysService {
       if (record) records.push(record)
     }
     return { version, records }
+  }
+
+  // ---- secret storage ----
+
+  /** Replaces the caller's secret storage; resolves once durable (it may be the only copy of their UIK). */
+  async putSecretStorage(userId: string, document: SecretStorageType): Promise<void> {
+    const json = canonicalJson(document as never)
+    const now = this.clock.now()
+    await this.sequencer.run(() => this.repos.keys.putSecretStorage(userId, json, now))
+  }
+
+  getSecretStorage(userId: string): { secret_storage: SecretStorageType } {
+    const row = this.repos.keys.secretStorage(userId)
+    const document = row === undefined ? null : stored(SecretStorage, row)
+    if (!document) throw new ParleyError('P_NOT_FOUND', 'no secret storage')
+    return { secret_storage: document }
   }
 
   /** Whether the user is one of ours. */

@@ -10,10 +10,13 @@ import {
   ParleyClient,
   type Decryption,
   type E2eWarning,
+  type EndToEndOptions,
 } from '@parley/protocol/client'
 import type { ClientEvent } from '@parley/protocol/schema'
 
 const BACKOFF = { baseMs: 20, capMs: 200 }
+/** Every test person's password. */
+export const PASSWORD = 'correct horse battery'
 
 /**
  * A {@link MemoryStore} whose items can be listed: what a desktop would write to disk, for tests that
@@ -73,13 +76,17 @@ export interface Person {
   waitFor(room: string, body: string): Promise<void>
   /** Resolves once `pred` holds for what the person saw (re-checked on every event and key). */
   waitUntil(pred: () => boolean): Promise<void>
+  /** Decrypts (and keeps) the room's history as the server serves it (newest 100 events). */
+  readHistory(room: string): Promise<void>
 }
 
 export interface PersonOptions {
-  /** The clock given to `EndToEnd.start` (fake time for prekey rotation). */
-  readonly now?: () => number
+  /** Options of `EndToEnd.start` (a fake clock for prekey rotation, a passphrase KDF). */
+  readonly e2e?: EndToEndOptions
   /** Sign in, start E2E, but do not connect yet. */
   readonly connect?: boolean
+  /** Sign in to an existing account (a further device) instead of registering. */
+  readonly login?: boolean
 }
 
 /** Registers `username` at `baseUrl` (a homeserver or a proxy in front of it) and starts E2E. */
@@ -89,12 +96,13 @@ export async function e2ePerson(
   options: PersonOptions = {},
 ): Promise<Person> {
   const store = new InspectableStore()
-  const client = await ParleyClient.register(baseUrl, username, 'correct horse battery', {
+  const signIn = options.login ? ParleyClient.login : ParleyClient.register
+  const client = await signIn(baseUrl, username, PASSWORD, {
     store,
     WebSocket: WebSocket as never,
     backoff: BACKOFF,
   })
-  const e2e = await EndToEnd.start(client, options.now ? { now: options.now } : {})
+  const e2e = await EndToEnd.start(client, options.e2e)
   const warnings: E2eWarning[] = []
   const waiters: Array<() => void> = []
   const wake = () => {
@@ -129,8 +137,12 @@ export async function e2ePerson(
   }
   const waitFor = (room: string, body: string) =>
     waitUntil(() => (seen.get(room) ?? []).some((x) => bodyOf(x) === body))
+  const readHistory = async (room: string) => {
+    const page = await client.api.messages(room, { limit: 100 })
+    for (const event of [...page.events].reverse()) if (event.type === 'm.encrypted') record(event)
+  }
   if (options.connect !== false) await client.connect()
-  return { client, store, e2e, warnings, seen, waitFor, waitUntil }
+  return { client, store, e2e, warnings, seen, waitFor, waitUntil, readHistory }
 }
 
 /** The body of a decrypted message, if it decrypted. */

@@ -17,6 +17,9 @@ import {
   RoomListResponse,
   UserSearchResponse,
   KeysQueryResponse,
+  BackupResponse,
+  BackupSessionsResponse,
+  SecretStorageResponse,
   MediaUploadResponse as MediaUploadResponseSchema,
   MessagesResponse as MessagesResponseSchema,
   RoomSummary,
@@ -26,6 +29,9 @@ import {
   type CreateRoomBody,
   type PresenceStatus,
   type Role,
+  type BackupSessionRecord,
+  type SecretStorage,
+  type SignedBackupMetadata,
   type SignedDeviceList,
   type SignedPrekey,
 } from '../schema/index.ts'
@@ -224,6 +230,54 @@ export class HttpApi {
   async queryKeys(userIds: readonly string[]): Promise<KeysQueryResponse> {
     const res = await this.#authed({ method: 'POST', path: '/keys/query', json: { users: userIds } })
     return this.#json(KeysQueryResponse, res)
+  }
+
+  /** `PUT /keys/backup`: a new key backup version (the server drops the old version's records). */
+  async putBackup(metadata: SignedBackupMetadata): Promise<void> {
+    await this.#authed({ method: 'PUT', path: '/keys/backup', json: { metadata } })
+  }
+
+  /**
+   * `GET /keys/backup`: the user's backup metadata, or null if there is none. The server's claim:
+   * verify it with the UIK (crypto/e2e `verifyBackupMetadata`) before trusting it.
+   */
+  async getBackup(): Promise<SignedBackupMetadata | null> {
+    return (
+      (await this.#orNull(() => this.#authed({ method: 'GET', path: '/keys/backup' }), BackupResponse))
+        ?.metadata ?? null
+    )
+  }
+
+  /** `PUT /keys/backup/sessions`: stores encrypted session records of backup `version` (at most 100). */
+  async putBackupSessions(version: string, records: readonly BackupSessionRecord[]): Promise<void> {
+    await this.#authed({ method: 'PUT', path: '/keys/backup/sessions', json: { version, records } })
+  }
+
+  /** `GET /keys/backup/sessions?version=`: every record of that version (each still to be decrypted). */
+  async getBackupSessions(version: string): Promise<BackupSessionRecord[]> {
+    const res = await this.#authed({ method: 'GET', path: '/keys/backup/sessions', query: { version } })
+    return (await this.#json(BackupSessionsResponse, res)).records
+  }
+
+  /** `PUT /keys/secret-storage`: replaces the user's secret storage (opaque to the server). */
+  async putSecretStorage(secretStorage: SecretStorage): Promise<void> {
+    await this.#authed({
+      method: 'PUT',
+      path: '/keys/secret-storage',
+      json: { secret_storage: secretStorage },
+    })
+  }
+
+  /** `GET /keys/secret-storage`: the user's secret storage, or null if there is none. */
+  async getSecretStorage(): Promise<SecretStorage | null> {
+    return (
+      (
+        await this.#orNull(
+          () => this.#authed({ method: 'GET', path: '/keys/secret-storage' }),
+          SecretStorageResponse,
+        )
+      )?.secret_storage ?? null
+    )
   }
 
   // ---- rooms ----
@@ -478,6 +532,21 @@ export class HttpApi {
   async #expectOk(res: Response): Promise<Response> {
     if (res.ok) return res
     throw await errorOf(res)
+  }
+
+  /** `request`'s answer through `schema`, or null if the server said `P_NOT_FOUND`. */
+  async #orNull<S extends z.ZodType>(
+    request: () => Promise<Response>,
+    schema: S,
+  ): Promise<z.infer<S> | null> {
+    let res: Response
+    try {
+      res = await request()
+    } catch (error) {
+      if (error instanceof ApiError && error.errcode === 'P_NOT_FOUND') return null
+      throw error
+    }
+    return this.#json(schema, res)
   }
 
   async #json<S extends z.ZodType>(schema: S, res: Response): Promise<z.infer<S>> {

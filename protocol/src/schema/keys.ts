@@ -169,6 +169,40 @@ export const BackupSessionRecord = z.strictObject({
   ciphertext: bytesUpTo(MAX_BACKUP_CIPHERTEXT_BYTES),
 })
 
+/** Most items one user's secret storage may hold. */
+export const MAX_SECRET_STORAGE_ITEMS = 16
+/** Largest ciphertext of one secret-storage item, 1 KiB (a key is 32-64 bytes). */
+export const MAX_SECRET_CIPHERTEXT_BYTES = 1024
+
+/** One item of secret storage, encrypted under the user's SSK and bound to its name (E2E.md section 2.5). */
+export const SealedSecret = z.strictObject({
+  name: z.string().regex(/^[a-z0-9._-]{1,64}$/, 'name must be 1-64 of a-z 0-9 . _ -'),
+  nonce: E2eNonce,
+  ciphertext: bytesUpTo(MAX_SECRET_CIPHERTEXT_BYTES),
+})
+
+/** A recovery key wrapped under an argon2id passphrase key (E2E.md section 2.5); opaque to the server. */
+export const WrappedRecoveryKey = z.strictObject({
+  suite: E2eSuite,
+  kdf: BackupKdfParams,
+  nonce: E2eNonce,
+  /** The 32-byte recovery key and the 16-byte tag. */
+  ciphertext: bytesOf(48),
+})
+
+/**
+ * A user's secret storage (E2E.md section 2.5): the UIK and the backup key sealed under `SSK`, and the
+ * recovery key wrapped under the passphrase if the user chose one. Opaque to the server beyond its
+ * shape and size; only its owner may read or replace it.
+ */
+export const SecretStorage = z.strictObject({
+  suite: E2eSuite,
+  /** The backup version this storage goes with (its `SSK` comes from the same recovery key). */
+  version: BackupVersion,
+  passphrase: WrappedRecoveryKey.nullable(),
+  items: z.array(SealedSecret).min(1).max(MAX_SECRET_STORAGE_ITEMS),
+})
+
 /** A user's signed prekeys by device id. */
 export const DevicePrekeys = z.record(DeviceId, SignedPrekey)
 
@@ -202,6 +236,10 @@ export const PutBackupSessionsBody = z.strictObject({
   version: BackupVersion,
   records: z.array(BackupSessionRecord).min(1).max(MAX_BACKUP_RECORDS_PER_CALL),
 })
+/** `PUT /keys/secret-storage`: replaces the caller's secret storage. */
+export const PutSecretStorageBody = z.strictObject({ secret_storage: SecretStorage })
+/** Answer of `GET /keys/secret-storage`. */
+export const SecretStorageResponse = z.object({ secret_storage: SecretStorage })
 /** `GET /keys/backup/sessions?version=`. */
 export const BackupSessionsQuery = z.object({ version: BackupVersion })
 /** Answer of `GET /keys/backup/sessions`: every record of that version. */
@@ -216,3 +254,4 @@ export type EncryptedContent = z.infer<typeof EncryptedContent>
 export type SignedBackupMetadata = z.infer<typeof SignedBackupMetadata>
 export type BackupSessionRecord = z.infer<typeof BackupSessionRecord>
 export type KeysQueryResponse = z.infer<typeof KeysQueryResponse>
+export type SecretStorage = z.infer<typeof SecretStorage>

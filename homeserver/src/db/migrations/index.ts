@@ -6,6 +6,7 @@ import * as m0003 from './0003-replication.ts'
 import * as m0004 from './0004-to-device.ts'
 import * as m0005 from './0005-federated-media.ts'
 import * as m0006 from './0006-e2e-keys.ts'
+import * as m0007 from './0007-secret-storage.ts'
 
 export interface Migration {
   readonly version: number
@@ -20,4 +21,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: '0004-to-device', up: m0004.up },
   { version: 5, name: '0005-federated-media', up: m0005.up },
   { version: 6, name: '0006-e2e-keys', up: m0006.up },
+  { version: 7, name: '0007-secret-storage', up: m0007.up },
 ]

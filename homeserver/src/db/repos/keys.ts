@@ -52,6 +52,8 @@ export class KeysRepo {
   readonly #putSession: Statement<[string, string, string, string, number]>
   readonly #sessionStats: Statement<[string], { n: number; bytes: number }>
   readonly #session: Statement<[string, string, string], { record: string }>
+  readonly #secretStorage: Statement<[string], { document: string }>
+  readonly #putSecretStorage: Statement<[string, string, number]>
 
   constructor(db: Database) {
     this.#deviceList = db.prepare('SELECT * FROM device_lists WHERE user_id = ?')
@@ -113,6 +115,11 @@ export class KeysRepo {
     this.#session = db.prepare(
       'SELECT record FROM key_backup_sessions WHERE user_id = ? AND room_id = ? AND session_id = ?',
     )
+    this.#secretStorage = db.prepare('SELECT document FROM secret_storage WHERE user_id = ?')
+    this.#putSecretStorage = db.prepare(
+      `INSERT INTO secret_storage (user_id, document, updated_ts) VALUES (?, ?, ?)
+       ON CONFLICT (user_id) DO UPDATE SET document = excluded.document, updated_ts = excluded.updated_ts`,
+    )
   }
 
   deviceList(userId: string): DeviceListRow | undefined {
@@ -170,5 +177,12 @@ export class KeysRepo {
   /** Records and bytes of record text a user's backup holds. */
   sessionStats(userId: string): { n: number; bytes: number } {
     return this.#sessionStats.get(userId)!
+  }
+  /** The user's secret storage document (opaque JSON), if any. */
+  secretStorage(userId: string): string | undefined {
+    return this.#secretStorage.get(userId)?.document
+  }
+  putSecretStorage(userId: string, document: string, now: number): void {
+    this.#putSecretStorage.run(userId, document, now)
   }
 }

@@ -4,10 +4,13 @@
  * keys shared in to-device envelopes, and group messages encrypted before they reach the outbox and
  * decrypted as they arrive. The servers see `m.encrypted` events and envelopes only.
  *
+ * Key backup and a user's further devices (E2E.md sections 2.1 and 2.5) are in `key-backup.ts` and
+ * `own-device-list.ts`: {@link EndToEnd.enableBackup}, {@link EndToEnd.restoreFromBackup}.
+ *
  * Not yet here (docs/e2e.md, "Not built yet"): signed membership events (the membership epoch is an
- * interim hash of the member list), a second device of the same user (it needs the UIK: backup or
- * another device), key backup upload, and encrypting while offline (a send needs the keys of the
- * room's devices, so it fails with a clear error instead of queueing).
+ * interim hash of the member list), adding a device from another own device (QR), and encrypting
+ * while offline (a send needs the keys of the room's devices, so it fails with a clear error instead
+ * of queueing).
  */
 import { canonicalJson } from '../../canonical-json.ts'
 import type { JsonObject } from '../../canonical-json.ts'
@@ -20,6 +23,8 @@ import type { ParleyClient, SendOptions, SendResult, ToDeviceMessage } from '../
 import { NetworkError } from '../errors.ts'
 import { TypedEmitter } from '../emitter.ts'
 import { E2eStore, type DeviceRecord, type OutboundRecord, type PeerRecord } from './e2e-store.ts'
+import { KeyBackup, type BackupSecret, type PassphraseKdf } from './key-backup.ts'
+import { addOwnDevice, newerOwnDeviceList } from './own-device-list.ts'
 
 /** The to-device event type that carries room keys. */
 export const ROOM_KEY_EVENT = 'm.room_key'
@@ -37,6 +42,10 @@ export interface E2eWarning {
     | 'room_key_rejected'
     | 'replayed_message'
     | 'no_keys'
+    /** The server's key backup does not verify with our identity key: nothing was uploaded (row 16). */
+    | 'backup_untrusted'
+    /** A backup record failed its AEAD on restore (the server cannot inject sessions): skipped. */
+    | 'backup_record_rejected'
   readonly user_id: string
   readonly detail: string
 }
@@ -83,6 +92,27 @@ export interface EndToEndEvents {
   room_key: { readonly room: string; readonly session_id: string }
   /** A key change or refusal the user should see. */
   warning: E2eWarning
+  /** Whether this device waits to be added to its user's signed device list changed. */
+  verification: { readonly needsVerification: boolean }
+  /** This device learned a newer signed list of its own user's devices. */
+  own_devices: { readonly device_ids: readonly string[] }
+}
+
+/** Options of {@link EndToEnd.start}. */
+export interface EndToEndOptions {
+  readonly now?: () => number
+  /** Runs argon2id off the calling thread; needed for backup passphrases (Node: `@parley/protocol/node`). */
+  readonly passphraseKdf?: PassphraseKdf
+  /** argon2id cost of new passphrase wraps; defaults to E2E.md's (3, 256 MiB). Lower only in tests. */
+  readonly passphraseCost?: e2e.PassphraseCost
+}
+
+/** What {@link EndToEnd.restoreFromBackup} did. */
+export interface RestoreReport {
+  /** Sessions imported from the backup (history they cover can be read now). */
+  readonly imported: number
+  /** Records skipped because they failed the AEAD or their checks (also reported as warnings). */
+  readonly rejected: number
 }
 
 interface DeviceTarget {
@@ -119,6 +149,8 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   readonly #decrypted = new Map<string, Decryption>()
   /** One room's send at a time, in order (sessions are stateful). */
   #sending: Promise<unknown> = Promise.resolve()
+  #backup!: KeyBackup
+  #needsVerification = false
 
   private constructor(
     client: ParleyClient,
@@ -152,7 +184,7 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
    * device that holds the user's identity key) and a fresh signed prekey, and starts handling room
    * keys. Call after sign-in, before {@link ParleyClient.connect}.
    */
-  static async start(client: ParleyClient, options: { now?: () => number } = {}): Promise<EndToEnd> {
+  static async start(client: ParleyClient, options: EndToEndOptions = {}): Promise<EndToEnd> {
     await sodiumReady()
     // Known answers first (E2E.md section 3 row 1): a broken crypto build must not make keys.
     e2e.runSelfTest()
@@ -184,6 +216,15 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
         // A damaged record: that session's messages show as waiting for their key.
       }
     }
+    self.#backup = await KeyBackup.load({
+      api: client.api,
+      store: client.store,
+      userId: session.user_id,
+      identityKey: () => self.identityKey,
+      kdf: options.passphraseKdf,
+      passphraseCost: options.passphraseCost,
+      onUntrusted: (detail) => self.#warn({ kind: 'backup_untrusted', user_id: self.userId, detail }),
+    })
     // Before the first connection: an envelope acknowledged without a handler would be lost.
     client.setToDeviceHandler((message) => self.#onToDevice(message))
     try {
@@ -199,6 +240,12 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
       }
       client.on('ready', retry)
     }
+    self.#needsVerification = self.#device.device_list === null
+    client.on('keys_changed', ({ user_id }) => {
+      if (user_id === self.userId) self.#refreshOwnList().catch(() => {})
+    })
+    // Uploads that failed while offline are retried on every new connection.
+    client.on('ready', () => self.#backup.flush().catch(() => {}))
     return self
   }
 
@@ -212,6 +259,102 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   /** This user's identity key (base64url), once this device knows it. */
   get identityKey(): string | null {
     return this.#device.device_list?.uik ?? null
+  }
+
+  /**
+   * True while this device is in no signed device list of its user (a later device before
+   * {@link restoreFromBackup}): nobody encrypts to it yet. `verification` fires when it changes.
+   */
+  get needsVerification(): boolean {
+    return this.#needsVerification
+  }
+
+  // ---- key backup and own devices (key-backup.ts, own-device-list.ts) ----
+
+  /**
+   * Creates a new key backup (E2E.md section 2.5) on a device holding the user's identity key:
+   * returns the recovery key to show once. With `passphrase`, the recovery key is also wrapped under
+   * argon2id (E2E.md parameters, computed by the `passphraseKdf` of {@link start}). Uploads every
+   * inbound session now and each new one as it is stored.
+   */
+  async enableBackup(options: { passphrase?: string } = {}): Promise<{ recoveryKey: string }> {
+    const uik = this.#device.uik
+    if (uik === null) throw new Error('only a device holding the identity key can create a backup')
+    const pair = e2e.signingKeyPair(bytes(uik.secret).slice(0, 32))
+    try {
+      return await this.#backup.enable(pair, this.#inbound.values(), options.passphrase)
+    } finally {
+      e2e.memzero(pair.secretKey)
+    }
+  }
+
+  /**
+   * Restores this device from the user's key backup (E2E.md sections 2.1 and 2.5): opens it with the
+   * recovery key or passphrase (verifying the UIK-signed metadata and `key_check`), recovers the
+   * identity key, signs and publishes the next device list with this device added, then imports the
+   * backed-up sessions (records failing the AEAD are skipped and reported). A wrong secret or a
+   * tampered backup throws {@link BackupError} with nothing changed.
+   */
+  async restoreFromBackup(secret: BackupSecret): Promise<RestoreReport> {
+    const unlocked = await this.#backup.unlock(secret)
+    try {
+      const list = await addOwnDevice(this.#client.api, unlocked.uik, this.userId, this.#ownDevice())
+      this.#device = {
+        ...this.#device,
+        uik: { public: b64(unlocked.uik.publicKey), secret: b64(unlocked.uik.secretKey) },
+        device_list: list,
+      }
+      this.#peers[this.userId] = { uik: list.uik, verified: true, device_list: list }
+      await this.#saveDevice()
+      await this.#store.putPeers(this.#peers)
+      await this.#backup.adopt(unlocked)
+      this.#setNeedsVerification(false)
+      const { sessions, rejected } = await this.#backup.download(unlocked)
+      let imported = 0
+      for (const session of sessions) if (await this.#storeInbound(session, false)) imported++
+      for (const r of rejected)
+        this.#warn({
+          kind: 'backup_record_rejected',
+          user_id: this.userId,
+          detail: `${r.session_id}: ${r.reason}`,
+        })
+      return { imported, rejected: rejected.length }
+    } finally {
+      e2e.memzero(unlocked.bk, unlocked.uik.secretKey)
+    }
+  }
+
+  /** Uploads backup records still pending (E2E.md section 2.5); rejects like {@link KeyBackup.flush}. */
+  flushBackup(): Promise<void> {
+    return this.#backup.flush()
+  }
+
+  #setNeedsVerification(value: boolean): void {
+    if (this.#needsVerification === value) return
+    this.#needsVerification = value
+    this.emit('verification', { needsVerification: value })
+  }
+
+  /** Another own device published a newer list (e.g. it added itself): adopt it, share keys with it. */
+  async #refreshOwnList(): Promise<void> {
+    const uik = this.identityKey
+    if (uik === null) return
+    const served = (await this.#client.api.queryKeys([this.userId])).device_lists[this.userId]
+    if (served === undefined) return
+    let list: e2e.VerifiedDeviceList | null
+    try {
+      list = newerOwnDeviceList(this.userId, bytes(uik), this.#device.device_list, served)
+    } catch (error) {
+      this.#warn({ kind: 'device_list_invalid', user_id: this.userId, detail: describe(error) })
+      return
+    }
+    if (list === null) return
+    this.#device = { ...this.#device, device_list: served }
+    const pin = this.#peers[this.userId]
+    this.#peers[this.userId] = { uik: served.uik, verified: pin?.verified ?? true, device_list: served }
+    await this.#saveDevice()
+    await this.#store.putPeers(this.#peers)
+    this.emit('own_devices', { device_ids: list.devices.map((d) => d.deviceId) })
   }
 
   // ---- verification ----
@@ -487,6 +630,7 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     )
     this.#inbound.set(inbound.sessionId, inbound)
     await this.#store.putInbound(inbound.sessionId, inbound.toState(), true)
+    void this.#backup.track(inbound)
     const outbound = { session, members: [...members], shared: new Set<string>() }
     this.#outbound.set(room, outbound)
     return outbound
@@ -608,14 +752,24 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
       this.#warn({ kind: 'room_key_rejected', user_id: message.sender, detail: describe(error) })
       return
     }
+    await this.#storeInbound(inbound, true)
+  }
+
+  /**
+   * Keeps an inbound session unless a known one reaches further back; events waiting for it may
+   * decrypt now. `backUp`: also upload it to the key backup (not for sessions restored from it).
+   */
+  async #storeInbound(inbound: e2e.InboundGroupSession, backUp: boolean): Promise<boolean> {
     const known = this.#inbound.get(inbound.sessionId)
-    if (known && known.firstKnownIndex <= inbound.firstKnownIndex) return
+    if (known && known.firstKnownIndex <= inbound.firstKnownIndex) return false
     this.#inbound.set(inbound.sessionId, inbound)
     await this.#store.putInbound(inbound.sessionId, inbound.toState(), known === undefined)
+    if (backUp) void this.#backup.track(inbound)
     for (const [eventId, result] of this.#decrypted)
       if (result.status === 'waiting' && result.sessionId === inbound.sessionId)
         this.#decrypted.delete(eventId)
     this.emit('room_key', { room: inbound.roomId, session_id: inbound.sessionId })
+    return true
   }
 
   /**

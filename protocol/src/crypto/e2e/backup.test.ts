@@ -8,6 +8,11 @@ import {
   decodeRecoveryKey,
   decryptBackupSession,
   deriveBackupKeys,
+  derivePassphraseKey,
+  newPassphraseKdfParams,
+  openRecoveryKey,
+  parseWrappedRecoveryKey,
+  sealRecoveryKey,
   encodeRecoveryKey,
   encryptBackupSession,
   generateRecoveryKey,
@@ -148,6 +153,34 @@ describe('argon2id parameters on unlock (E2E.md section 3 row 19)', () => {
       expect(
         rejection(() => unwrapRecoveryKey({ ...wrapped, kdf: { ...wrapped.kdf, memlimit } }, 'pass phrase')),
       ).toBe('bad_input')
+  })
+})
+
+describe('passphrase wrap in two steps, the KDF off the calling thread (E2E.md section 2.5)', () => {
+  it('a key derived elsewhere seals and opens the same wrap as wrapRecoveryKey', () => {
+    const rk = generateRecoveryKey()
+    const params = newPassphraseKdfParams(TEST_COST)
+    expect(params).toMatchObject({ algorithm: 'argon2id13', opslimit: 1, memlimit: MIN_PWHASH_MEMLIMIT })
+    const key = derivePassphraseKey('pass phrase', params)
+    const wrapped = sealRecoveryKey(rk, key, params)
+    expect(unwrapRecoveryKey(wrapped, 'pass phrase')).toEqual(rk)
+    expect(openRecoveryKey(wrapped, key)).toEqual(rk)
+    expect(rejection(() => openRecoveryKey(wrapped, new Uint8Array(32)))).toBe('decrypt_failed')
+    // The parameters are AD: a server that lowers them breaks the wrap even with the right key.
+    const cheaper = { ...wrapped, kdf: { ...wrapped.kdf, memlimit: MIN_PWHASH_MEMLIMIT * 2 } }
+    expect(rejection(() => openRecoveryKey(cheaper, key))).toBe('decrypt_failed')
+  })
+
+  it('defaults to the spec cost and checks stored wraps before any work', () => {
+    expect(newPassphraseKdfParams()).toMatchObject({ opslimit: 3, memlimit: 256 * 1024 * 1024 })
+    const params = newPassphraseKdfParams(TEST_COST)
+    const wrapped = sealRecoveryKey(generateRecoveryKey(), new Uint8Array(32), params)
+    expect(parseWrappedRecoveryKey(structuredClone(wrapped))).toEqual(wrapped)
+    expect(rejection(() => parseWrappedRecoveryKey({ ...wrapped, nonce: 'AA' }))).toBe('bad_input')
+    expect(rejection(() => parseWrappedRecoveryKey({ ...wrapped, kdf: { ...params, opslimit: 99 } }))).toBe(
+      'bad_input',
+    )
+    expect(rejection(() => derivePassphraseKey('', params))).toBe('bad_input')
   })
 })
 

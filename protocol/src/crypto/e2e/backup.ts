@@ -201,9 +201,36 @@ function checkKdfParams(value: unknown): { params: PassphraseKdfParams; salt: Ui
   return { params: { algorithm, opslimit, memlimit, salt: toBase64Url(saltBytes) }, salt: saltBytes }
 }
 
-function passphraseKey(passphrase: string, params: PassphraseKdfParams, salt: Uint8Array): Uint8Array {
+/**
+ * Checks stored or served argon2id parameters (E2E.md section 2.5): argon2id13, opslimit 1..20,
+ * memlimit 64 MiB..1 GiB in whole KiB, a 16-byte salt. `bad_input` otherwise, before any work.
+ */
+export function parsePassphraseKdfParams(value: unknown): PassphraseKdfParams {
+  return checkKdfParams(value).params
+}
+
+/**
+ * Fresh argon2id parameters with a random 16-byte salt (E2E.md section 2.5); the cost defaults to the
+ * spec's opslimit 3 and memlimit 256 MiB.
+ */
+export function newPassphraseKdfParams(cost: PassphraseCost = {}): PassphraseKdfParams {
+  return checkKdfParams({
+    algorithm: 'argon2id13',
+    opslimit: cost.opslimit ?? DEFAULT_PWHASH_OPSLIMIT,
+    memlimit: cost.memlimit ?? DEFAULT_PWHASH_MEMLIMIT,
+    salt: toBase64Url(secretRandomBytes(PWHASH_SALT_BYTES)),
+  }).params
+}
+
+/**
+ * The 32-byte key argon2id derives from a passphrase (NFKC-normalised, UTF-8) under `params` (E2E.md
+ * section 2.5). The slow part of a passphrase wrap (~0.3-2.5 s at the defaults): run it off the UI
+ * thread, e.g. in a Worker, and hand the key to {@link sealRecoveryKey} / {@link openRecoveryKey}.
+ */
+export function derivePassphraseKey(passphrase: string, params: PassphraseKdfParams): Uint8Array {
   if (typeof passphrase !== 'string' || passphrase.length === 0)
     throw new E2eError('bad_input', 'passphrase must be a non-empty string')
+  const { params: checked, salt } = checkKdfParams(params)
   const password = utf8(passphrase.normalize('NFKC'))
   const s = sodium()
   try {
@@ -211,8 +238,8 @@ function passphraseKey(passphrase: string, params: PassphraseKdfParams, salt: Ui
       32,
       password,
       salt,
-      params.opslimit,
-      params.memlimit,
+      checked.opslimit,
+      checked.memlimit,
       s.crypto_pwhash_ALG_ARGON2ID13,
     )
   } catch {
@@ -227,8 +254,52 @@ function wrapAd(params: PassphraseKdfParams): Uint8Array {
 }
 
 /**
- * Wraps `RK` under a passphrase with argon2id (E2E.md section 2.5). The passphrase is NFKC-normalised;
- * the parameters are authenticated as AD. Takes ~0.3-2.5 s at the defaults: run it in a Worker.
+ * Encrypts `RK` under a key from {@link derivePassphraseKey} (E2E.md section 2.5); the parameters are
+ * authenticated as AD, so a server that changes them breaks the wrap.
+ */
+export function sealRecoveryKey(
+  rk: Uint8Array,
+  key: Uint8Array,
+  params: PassphraseKdfParams,
+): WrappedRecoveryKey {
+  assertBytes('recovery key', rk, RECOVERY_KEY_BYTES)
+  assertBytes('passphrase key', key, 32)
+  const checked = checkKdfParams(params).params
+  const { nonce, ciphertext } = aeadEncrypt(key, rk, wrapAd(checked))
+  return { suite: E2E_SUITE, kdf: checked, nonce: toBase64Url(nonce), ciphertext: toBase64Url(ciphertext) }
+}
+
+/**
+ * Checks a stored wrap's shape and parameters (E2E.md section 2.5) before any argon2id work: `bad_input`
+ * for parameters outside 64 MiB..1 GiB / 1..20, a bad nonce or ciphertext.
+ */
+export function parseWrappedRecoveryKey(wrapped: unknown): WrappedRecoveryKey {
+  if (typeof wrapped !== 'object' || wrapped === null || (wrapped as { suite?: unknown }).suite !== E2E_SUITE)
+    throw new E2eError('bad_input', 'not a v1 wrapped recovery key')
+  const w = wrapped as Record<string, unknown>
+  const { params } = checkKdfParams(w.kdf)
+  const nonce = typeof w.nonce === 'string' ? fromBase64Url(w.nonce) : null
+  const ciphertext = typeof w.ciphertext === 'string' ? fromBase64Url(w.ciphertext) : null
+  if (nonce === null || nonce.length !== AEAD_NONCE_BYTES) throw new E2eError('bad_input', 'bad nonce')
+  if (ciphertext === null || ciphertext.length !== RECOVERY_KEY_BYTES + AEAD_TAG_BYTES)
+    throw new E2eError('bad_input', 'bad ciphertext')
+  return { suite: E2E_SUITE, kdf: params, nonce: toBase64Url(nonce), ciphertext: toBase64Url(ciphertext) }
+}
+
+/**
+ * Decrypts a wrap with a key from {@link derivePassphraseKey} (E2E.md section 2.5); a wrong passphrase
+ * (hence key) is `decrypt_failed`.
+ */
+export function openRecoveryKey(wrapped: unknown, key: Uint8Array): Uint8Array {
+  assertBytes('passphrase key', key, 32)
+  const w = parseWrappedRecoveryKey(wrapped)
+  return aeadDecrypt(key, fromBase64Url(w.nonce)!, fromBase64Url(w.ciphertext)!, wrapAd(w.kdf))
+}
+
+/**
+ * Wraps `RK` under a passphrase with argon2id (E2E.md section 2.5) on the calling thread: the
+ * passphrase is NFKC-normalised; the parameters are authenticated as AD. Takes ~0.3-2.5 s at the
+ * defaults: in an app, run {@link derivePassphraseKey} in a Worker instead.
  */
 export function wrapRecoveryKey(
   rk: Uint8Array,
@@ -236,38 +307,25 @@ export function wrapRecoveryKey(
   cost: PassphraseCost = {},
 ): WrappedRecoveryKey {
   assertBytes('recovery key', rk, RECOVERY_KEY_BYTES)
-  const { params, salt } = checkKdfParams({
-    algorithm: 'argon2id13',
-    opslimit: cost.opslimit ?? DEFAULT_PWHASH_OPSLIMIT,
-    memlimit: cost.memlimit ?? DEFAULT_PWHASH_MEMLIMIT,
-    salt: toBase64Url(secretRandomBytes(PWHASH_SALT_BYTES)),
-  })
-  const key = passphraseKey(passphrase, params, salt)
+  const params = newPassphraseKdfParams(cost)
+  const key = derivePassphraseKey(passphrase, params)
   try {
-    const { nonce, ciphertext } = aeadEncrypt(key, rk, wrapAd(params))
-    return { suite: E2E_SUITE, kdf: params, nonce: toBase64Url(nonce), ciphertext: toBase64Url(ciphertext) }
+    return sealRecoveryKey(rk, key, params)
   } finally {
     memzero(key)
   }
 }
 
 /**
- * Unwraps `RK` with the passphrase and the stored parameters (E2E.md section 2.5). Parameters outside
- * 64 MiB..1 GiB / 1..20 are `bad_input` before any work; a wrong passphrase is `decrypt_failed`.
+ * Unwraps `RK` with the passphrase and the stored parameters (E2E.md section 2.5), on the calling
+ * thread. Parameters outside 64 MiB..1 GiB / 1..20 are `bad_input` before any work; a wrong passphrase
+ * is `decrypt_failed`.
  */
 export function unwrapRecoveryKey(wrapped: unknown, passphrase: string): Uint8Array {
-  if (typeof wrapped !== 'object' || wrapped === null || (wrapped as { suite?: unknown }).suite !== E2E_SUITE)
-    throw new E2eError('bad_input', 'not a v1 wrapped recovery key')
-  const w = wrapped as Record<string, unknown>
-  const { params, salt } = checkKdfParams(w.kdf)
-  const nonce = typeof w.nonce === 'string' ? fromBase64Url(w.nonce) : null
-  const ciphertext = typeof w.ciphertext === 'string' ? fromBase64Url(w.ciphertext) : null
-  if (nonce === null || nonce.length !== AEAD_NONCE_BYTES) throw new E2eError('bad_input', 'bad nonce')
-  if (ciphertext === null || ciphertext.length !== RECOVERY_KEY_BYTES + AEAD_TAG_BYTES)
-    throw new E2eError('bad_input', 'bad ciphertext')
-  const key = passphraseKey(passphrase, params, salt)
+  const w = parseWrappedRecoveryKey(wrapped)
+  const key = derivePassphraseKey(passphrase, w.kdf)
   try {
-    return aeadDecrypt(key, nonce, ciphertext, wrapAd(params))
+    return openRecoveryKey(w, key)
   } finally {
     memzero(key)
   }
