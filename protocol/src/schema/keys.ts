@@ -115,9 +115,6 @@ export const EncryptedContent = z.strictObject({
   signature: E2eSignature,
 })
 
-/** `m.room.encryption`: the room is end-to-end encrypted from this event on (irreversible). */
-export const RoomEncryptionContent = z.strictObject({ suite: E2eSuite })
-
 /** Stored argon2id parameters of a passphrase-wrapped recovery key (E2E.md section 2.5). */
 export const BackupKdfParams = z.strictObject({
   algorithm: z.literal('argon2id13'),

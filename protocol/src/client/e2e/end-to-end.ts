@@ -4,21 +4,24 @@
  * keys shared in to-device envelopes, and group messages encrypted before they reach the outbox and
  * decrypted as they arrive. The servers see `m.encrypted` events and envelopes only.
  *
- * Not yet here (docs/e2e.md, "Not built yet"): signed membership events (the membership epoch is an
- * interim hash of the member list), a second device of the same user (it needs the UIK: backup or
+ * Membership changes of encrypted rooms are signed by this device and other members' are validated
+ * before keys are shared (E2E.md section 2.3; `signed-membership.ts`, `membership.ts`).
+ *
+ * Not yet here (docs/e2e.md, "Not built yet"): a second device of the same user (it needs the UIK: backup or
  * another device), key backup upload, and encrypting while offline (a send needs the keys of the
  * room's devices, so it fails with a clear error instead of queueing).
  */
-import { canonicalJson } from '../../canonical-json.ts'
 import type { JsonObject } from '../../canonical-json.ts'
 import * as e2e from '../../crypto/e2e/index.ts'
 import { sodiumReady } from '../../crypto/sodium.ts'
-import { fromBase64Url, fromUtf8, toBase64Url, utf8 } from '../../encoding.ts'
+import { fromBase64Url, fromUtf8, toBase64Url } from '../../encoding.ts'
 import type { ClientEvent } from '../../schema/events.ts'
 import type { KeysQueryResponse, SignedDeviceList, SignedPrekey } from '../../schema/keys.ts'
+import type { CreateRoomBody } from '../../schema/rest.ts'
 import type { ParleyClient, SendResult, ToDeviceMessage } from '../client.ts'
 import { TypedEmitter } from '../emitter.ts'
 import { E2eStore, type DeviceRecord, type OutboundRecord, type PeerRecord } from './e2e-store.ts'
+import { SignedMembership } from './signed-membership.ts'
 
 /** The to-device event type that carries room keys. */
 export const ROOM_KEY_EVENT = 'm.room_key'
@@ -36,6 +39,8 @@ export interface E2eWarning {
     | 'room_key_rejected'
     | 'replayed_message'
     | 'no_keys'
+    /** The server changed someone's membership without a valid signed statement ("server tried to add X"). */
+    | 'membership_unsigned'
   readonly user_id: string
   readonly detail: string
 }
@@ -106,6 +111,7 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   readonly #decrypted = new Map<string, Decryption>()
   /** One room's send at a time, in order (sessions are stateful). */
   #sending: Promise<unknown> = Promise.resolve()
+  readonly #membership: SignedMembership
 
   private constructor(
     client: ParleyClient,
@@ -132,6 +138,16 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
         seenEphemeralHashes: p.seen,
       })),
     )
+    this.#membership = new SignedMembership({
+      api: client.api,
+      store: client.store,
+      dsk: this.#dsk,
+      userId: device.user_id,
+      deviceId: device.device_id,
+      devicesOf: async (users) =>
+        new Map([...(await this.#devicesOf(users))].map(([u, ts]) => [u, ts.map((t) => t.device)])),
+      warn: (p) => this.#warn({ kind: 'membership_unsigned', user_id: p.user_id, detail: p.detail }),
+    })
   }
 
   /**
@@ -228,6 +244,33 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     e2e.verifyDeviceList(served, { userId, uik: bytes(served.uik) })
     this.#peers[userId] = { uik: served.uik, verified: false, device_list: served }
     await this.#store.putPeers(this.#peers)
+  }
+
+  // ---- signed membership (E2E.md section 2.3) ----
+
+  /** Invites `user` to an encrypted room with this device's signed statement. */
+  invite(room: string, user: string, reason?: string): Promise<void> {
+    return this.#membership.invite(room, user, reason)
+  }
+  /** Joins (accepts an invite to) an encrypted room with this device's signed statement. */
+  join(room: string): Promise<void> {
+    return this.#membership.join(room)
+  }
+  /** Leaves an encrypted room with this device's signed statement. */
+  leave(room: string): Promise<void> {
+    return this.#membership.leave(room)
+  }
+  /** Removes `user` from an encrypted room with this device's signed statement. */
+  kick(room: string, user: string, reason?: string): Promise<void> {
+    return this.#membership.kick(room, user, reason)
+  }
+  /** Creates a room; an encrypted one is created empty, then each person is invited with a signed statement. */
+  createRoom(body: CreateRoomBody): Promise<string> {
+    return this.#membership.createRoom(body)
+  }
+  /** Turns encryption on in a room, signing a snapshot of its members as the roots of its membership log. */
+  enableEncryption(room: string): Promise<void> {
+    return this.#membership.enableEncryption(room)
   }
 
   // ---- own keys ----
@@ -381,15 +424,15 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   }
 
   async #send(room: string, type: string, content: JsonObject): Promise<SendResult> {
-    const api = this.#client.api
-    const members = (await api.members(room))
-      .filter((m) => m.membership === 'join' || m.membership === 'invite')
-      .map((m) => m.user_id)
-      .sort()
     const changes = { identityChanged: false, deviceRemoved: false }
-    const devices = await this.#devicesOf(members, changes)
+    // Validated members only (E2E.md section 2.3): what the server adds without a signature gets nothing.
+    const { members, devices, epoch } = await this.#membership.validate(
+      room,
+      (users) => this.#devicesOf(users, changes),
+      (t) => t.device,
+    )
     const now = this.#now()
-    const targets = [...devices.values()].flat()
+    const targets = members.flatMap((m) => devices.get(m) ?? [])
     const keyOf = (t: DeviceTarget) => `${t.userId}|${t.device.deviceId}|${b64(t.device.dsk)}`
     const current = new Set(targets.map(keyOf))
     let outbound = this.#outbound.get(room) ?? (await this.#loadOutbound(room))
@@ -400,7 +443,7 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     })
     if (!outbound || reason) {
       outbound?.session.dispose()
-      outbound = await this.#newOutbound(room, members, now)
+      outbound = await this.#newOutbound(room, members, bytes(epoch), now)
     }
     await this.#shareKey(
       outbound,
@@ -413,12 +456,17 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     return this.#client.send(room, ENCRYPTED_EVENT, message as unknown as Record<string, unknown>)
   }
 
-  async #newOutbound(room: string, members: readonly string[], now: number): Promise<Outbound> {
+  async #newOutbound(
+    room: string,
+    members: readonly string[],
+    membershipEpoch: Uint8Array,
+    now: number,
+  ): Promise<Outbound> {
     const session = e2e.OutboundGroupSession.create({
       roomId: room,
       senderUser: this.userId,
       senderDev: this.deviceId,
-      membershipEpoch: interimMembershipEpoch(room, members),
+      membershipEpoch,
       now,
     })
     // Our own messages come back from the server: this device keeps the key to read them.
@@ -621,17 +669,6 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
       return { status: 'failed', reason: describe(error) }
     }
   }
-}
-
-/**
- * Until membership events are signed (E2E.md section 2.3), the epoch binds each session to the member
- * list its sender saw: BLAKE2b-256 of the room and the sorted user ids.
- */
-function interimMembershipEpoch(room: string, members: readonly string[]): Uint8Array {
-  return e2e.generichash(
-    32,
-    utf8(`e2e/v1/epoch-interim${canonicalJson({ room, members: [...members].sort() })}`),
-  )
 }
 
 /** The crypto core's device list as the wire schema types it (the same JSON; its arrays are readonly). */
