@@ -7,24 +7,15 @@
  */
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import WebSocket from 'ws'
 import { afterEach, describe, expect, it } from 'vitest'
 import { e2e } from '@parley/protocol/crypto'
-import {
-  EndToEnd,
-  IdentityChangedError,
-  MemoryStore,
-  ParleyClient,
-  type Decryption,
-  type E2eWarning,
-} from '@parley/protocol/client'
-import type { ClientEvent } from '@parley/protocol/schema'
+import { IdentityChangedError, type ParleyClient } from '@parley/protocol/client'
 import { memoryLogger } from './helpers.ts'
+import { bodies, bodyOf, person as makePerson, sessionOf, waitForRoom } from './support/e2e-people.ts'
 import { startFederation, type Federation } from './support/federation.ts'
 
 const ACME = 'acme.localhost'
 const GLOBEX = 'globex.localhost'
-const BACKOFF = { baseMs: 20, capMs: 200 }
 
 let fed: Federation | null = null
 const clients: ParleyClient[] = []
@@ -34,62 +25,7 @@ afterEach(async () => {
   fed = null
 })
 
-interface Person {
-  readonly client: ParleyClient
-  readonly e2e: EndToEnd
-  readonly warnings: E2eWarning[]
-  /** Decrypted messages per room, in arrival order. */
-  readonly seen: Map<string, Array<{ event: ClientEvent; result: Decryption }>>
-  waitFor(room: string, body: string): Promise<void>
-}
-
-async function person(server: string, username: string): Promise<Person> {
-  const client = await ParleyClient.register(fed!.urls[server]!, username, 'correct horse battery', {
-    store: new MemoryStore(),
-    WebSocket: WebSocket as never,
-    backoff: BACKOFF,
-  })
-  clients.push(client)
-  const e2e = await EndToEnd.start(client)
-  const warnings: E2eWarning[] = []
-  e2e.on('warning', (w) => warnings.push(w))
-  const seen = new Map<string, Array<{ event: ClientEvent; result: Decryption }>>()
-  const waiters: Array<() => void> = []
-  const record = (event: ClientEvent) => {
-    const list = seen.get(event.room) ?? []
-    const at = list.findIndex((x) => x.event.event_id === event.event_id)
-    const entry = { event, result: e2e.decrypt(event) }
-    if (at >= 0) list[at] = entry
-    else list.push(entry)
-    seen.set(event.room, list)
-    for (const w of waiters.splice(0)) w()
-  }
-  client.on('event', ({ event }) => {
-    if (event.type === 'm.encrypted') record(event)
-  })
-  // A key that arrives after its message: decrypt what was waiting for it.
-  e2e.on('room_key', ({ session_id }) => {
-    for (const list of seen.values())
-      for (const x of list)
-        if (x.result.status === 'waiting' && x.result.sessionId === session_id) record(x.event)
-  })
-  const bodyOf = (x: { result: Decryption }) =>
-    x.result.status === 'decrypted' ? (x.result.content as { body?: string }).body : undefined
-  const waitFor = async (room: string, body: string) => {
-    for (;;) {
-      if ((seen.get(room) ?? []).some((x) => bodyOf(x) === body)) return
-      await new Promise<void>((resolve) => waiters.push(resolve))
-    }
-  }
-  await client.connect()
-  return { client, e2e, warnings, seen, waitFor }
-}
-
-function bodies(p: Person, room: string): Array<string | undefined> {
-  return (p.seen.get(room) ?? []).map((x) =>
-    x.result.status === 'decrypted' ? (x.result.content as { body?: string }).body : x.result.status,
-  )
-}
+const person = (server: string, username: string) => makePerson(fed!.urls[server]!, username, clients)
 
 /** Every file of a data directory (the database, its WAL, media, keys), concatenated. */
 async function dataBytes(dir: string): Promise<Buffer> {
@@ -207,30 +143,3 @@ describe('end-to-end encrypted chat across two servers', () => {
     await alice.e2e.send(dm, 'm.message', { body: 'sent after accepting' })
   }, 60_000)
 })
-
-function bodyOf(x: { result: Decryption }): string | undefined {
-  return x.result.status === 'decrypted' ? (x.result.content as { body?: string }).body : undefined
-}
-
-/** The session id of the message with `body` as `p` received it. */
-function sessionOf(p: Person, room: string, body: string): string {
-  const entry = (p.seen.get(room) ?? []).find((x) => bodyOf(x) === body)!
-  return (entry.event.content as { session_id: string }).session_id
-}
-
-/** Resolves once `room` is in the user's room list (its invitation arrived, over federation too). */
-async function waitForRoom(client: ParleyClient, room: string): Promise<void> {
-  // Listening before asking: the invitation's event cannot slip between the two.
-  let off = () => {}
-  const invited = new Promise<void>((resolve) => {
-    off = client.on('event', ({ event }) => {
-      if (event.room === room) resolve()
-    })
-  })
-  try {
-    if ((await client.api.listRooms()).some((r) => r.room_id === room)) return
-    await invited
-  } finally {
-    off()
-  }
-}

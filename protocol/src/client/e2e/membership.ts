@@ -69,7 +69,8 @@ export function membershipUsers(view: RoomMembershipResponse, memory: Membership
     users.add(record.user_id)
     if (record.statement) users.add(record.statement.actor)
   }
-  for (const [user, remembered] of Object.entries(memory.users)) if (present(remembered.membership)) users.add(user)
+  for (const [user, remembered] of Object.entries(memory.users))
+    if (present(remembered.membership)) users.add(user)
   if (view.snapshot) users.add(view.snapshot.actor)
   return [...users].sort()
 }
@@ -105,7 +106,10 @@ export function validateMembership(
       snapshotHash = verified.hash
       for (const m of verified.snapshot.members) snapshotMembers.set(m.user_id, m.membership)
     } catch (error) {
-      problems.push({ user_id: view.snapshot.actor, detail: `membership snapshot refused: ${describe(error)}` })
+      problems.push({
+        user_id: view.snapshot.actor,
+        detail: `membership snapshot refused: ${describe(error)}`,
+      })
     }
   }
 
@@ -130,7 +134,10 @@ export function validateMembership(
     const statement = record.statement
     const remembered = memory.users[user]
     if (!present(claimed) && !present(remembered?.membership)) {
-      // A former member nobody here knew as a member: nothing to share with, nothing to check.
+      // Gone, and not a member as far as this device knows: nothing to share with or check. What it
+      // remembers stays (a replay of their older join is recognised by it).
+      if (remembered)
+        effective.set(user, { membership: remembered.membership, hash: remembered.hash, seq: 0 })
       continue
     }
     if (statement === null) {
@@ -159,7 +166,8 @@ export function validateMembership(
       hash = e2e.verifyMembership(statement, room, devicesOf(statement.actor) ?? []).hash
     } catch (error) {
       // Validated before, by a device since gone from its owner's list: still the same statement.
-      const same = remembered?.hash != null && e2e.membershipHashEquals(e2e.membershipHash(statement), remembered.hash)
+      const same =
+        remembered?.hash != null && e2e.membershipHashEquals(e2e.membershipHash(statement), remembered.hash)
       if (same) effective.set(user, { membership: claimed, hash: remembered.hash, seq: record.seq })
       else refuse(user, claimed, describe(error))
       continue
@@ -206,7 +214,10 @@ export function validateMembership(
  * Adds this device's own accepted statement to the memory (E2E.md section 2.3), so a server that
  * later shows an older statement of that user instead is caught even before the next validation.
  */
-export function rememberStatement(memory: MembershipMemory, statement: e2e.SignedMembershipStatement): MembershipMemory {
+export function rememberStatement(
+  memory: MembershipMemory,
+  statement: e2e.SignedMembershipStatement,
+): MembershipMemory {
   const hash = e2e.membershipHash(statement)
   return {
     users: { ...memory.users, [statement.target]: { membership: statement.membership, hash } },
