@@ -48,7 +48,11 @@ export class RoomsService {
     sender: string,
     target: string,
     membership: Membership,
-    options: { reason?: string | undefined; intent?: LeaveIntent; statement?: MembershipStatement | undefined } = {},
+    options: {
+      reason?: string | undefined
+      intent?: LeaveIntent
+      statement?: MembershipStatement | undefined
+    } = {},
   ) {
     const { reason, intent, statement } = options
     const content: JsonObject = { membership }
@@ -225,7 +229,8 @@ export class RoomsService {
     if (me?.membership !== 'join' && me?.membership !== 'invite') throw notMember()
     const roomRow = this.repos.rooms.get(room)!
     const create = this.repos.events.atSeq(room, 1)
-    const createContent = create?.type === 'm.room.create' && create.content ? parseJson(create.content) : null
+    const createContent =
+      create?.type === 'm.room.create' && create.content ? parseJson(create.content) : null
     const enabling = roomRow.encrypted === 1 ? this.#encryptionEvent(room) : null
     const snapshot = enabling?.snapshot ?? null
     const members: MembershipRecord[] = this.repos.memberships.withEvents(room).map((m) => {

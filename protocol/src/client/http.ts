@@ -268,18 +268,31 @@ export class HttpApi {
   // encrypted rooms require; `EndToEnd` signs them.
 
   /** `POST /rooms/{room}/invite`. */
-  async invite(room: string, userId: string, reason?: string, statement?: MembershipStatement): Promise<void> {
+  async invite(
+    room: string,
+    userId: string,
+    reason?: string,
+    statement?: MembershipStatement,
+  ): Promise<void> {
     await this.#target(room, 'invite', userId, reason, statement)
   }
 
   /** `POST /rooms/{room}/join`: accepts an invite (or joins a room open to the user). */
   async join(room: string, statement?: MembershipStatement): Promise<void> {
-    await this.#authed({ method: 'POST', path: `/rooms/${enc(room)}/join`, json: statement ? { statement } : {} })
+    await this.#authed({
+      method: 'POST',
+      path: `/rooms/${enc(room)}/join`,
+      json: statement ? { statement } : {},
+    })
   }
 
   /** `POST /rooms/{room}/leave`. */
   async leave(room: string, statement?: MembershipStatement): Promise<void> {
-    await this.#authed({ method: 'POST', path: `/rooms/${enc(room)}/leave`, json: statement ? { statement } : {} })
+    await this.#authed({
+      method: 'POST',
+      path: `/rooms/${enc(room)}/leave`,
+      json: statement ? { statement } : {},
+    })
   }
 
   /** `POST /rooms/{room}/kick`. */

@@ -57,7 +57,10 @@ export type MembershipSnapshot = z.infer<typeof MembershipSnapshot>
  * the members at that moment, signed by the enabling device (E2E.md section 2.3). Optional in the
  * schema because events stored before signed membership lack it; the server requires it on new ones.
  */
-export const RoomEncryptionContent = z.strictObject({ suite: E2eSuite, snapshot: MembershipSnapshot.optional() })
+export const RoomEncryptionContent = z.strictObject({
+  suite: E2eSuite,
+  snapshot: MembershipSnapshot.optional(),
+})
 
 /** Body of `POST /rooms/{room}/join` and `/leave`: optional, a signed statement (required in encrypted rooms). */
 export const MembershipBody = z.strictObject({ statement: MembershipStatement.optional() })

@@ -137,9 +137,7 @@ export class EventsRepo {
          AND redacted_by IS NULL AND room_id = ?`,
     )
     this.#seqAtStream = db.prepare('SELECT seq FROM events WHERE room_id = ? AND stream_pos = ?')
-    this.#firstOfType = db.prepare(
-      'SELECT * FROM events WHERE room_id = ? AND type = ? ORDER BY seq LIMIT 1',
-    )
+    this.#firstOfType = db.prepare('SELECT * FROM events WHERE room_id = ? AND type = ? ORDER BY seq LIMIT 1')
   }
 
   insert(row: Omit<EventRow, 'owner_sig' | 'owner_kid' | 'redacted_by'>): void {

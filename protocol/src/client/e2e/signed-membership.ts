@@ -122,7 +122,10 @@ export class SignedMembership {
       actorDevice: this.#deps.deviceId,
       prev: e2e.membershipRoot(room),
     })
-    await this.#deps.api.enableEncryption(room, { ...snapshot, members: snapshot.members.map((m) => ({ ...m })) })
+    await this.#deps.api.enableEncryption(room, {
+      ...snapshot,
+      members: snapshot.members.map((m) => ({ ...m })),
+    })
   }
 
   async #sign(
@@ -131,7 +134,11 @@ export class SignedMembership {
     membership: e2e.MembershipState,
   ): Promise<e2e.SignedMembershipStatement> {
     // The latest validated statement is `prev`; the epoch is exactly that hash.
-    const { epoch } = await this.validate(room, (users) => this.#deps.devicesOf(users), (d) => d)
+    const { epoch } = await this.validate(
+      room,
+      (users) => this.#deps.devicesOf(users),
+      (d) => d,
+    )
     return e2e.signMembership(this.#deps.dsk, {
       room,
       target,

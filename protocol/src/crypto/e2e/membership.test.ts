@@ -24,7 +24,12 @@ beforeAll(sodiumReady)
 
 function device(id: string) {
   const keys = generateDeviceKeys()
-  const verified: VerifiedDevice = { deviceId: id, dsk: keys.dsk.publicKey, dxk: keys.dxk.publicKey, addedTs: 1 }
+  const verified: VerifiedDevice = {
+    deviceId: id,
+    dsk: keys.dsk.publicKey,
+    dxk: keys.dxk.publicKey,
+    addedTs: 1,
+  }
   return { keys, verified }
 }
 
@@ -117,9 +122,9 @@ describe('membership snapshots (E2E.md 2.3)', () => {
     const verified = verifyMembershipSnapshot(snapshot, ROOM, [alice.verified])
     expect(verified.hash).toBe(membershipSnapshotHash(snapshot))
     const added = [...snapshot.members, { user_id: '@zed:z.example', membership: 'join' }]
-    expect(rejection(() => verifyMembershipSnapshot({ ...snapshot, members: added }, ROOM, [alice.verified]))).toBe(
-      'bad_signature',
-    )
+    expect(
+      rejection(() => verifyMembershipSnapshot({ ...snapshot, members: added }, ROOM, [alice.verified])),
+    ).toBe('bad_signature')
     const unsorted = [...snapshot.members].reverse()
     expect(
       rejection(() => verifyMembershipSnapshot({ ...snapshot, members: unsorted }, ROOM, [alice.verified])),
