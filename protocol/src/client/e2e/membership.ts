@@ -161,15 +161,20 @@ export function validateMembership(
       refuse(user, claimed, 'the statement does not match the event')
       continue
     }
+    // Validated before (entitlement included): not verified again, so it also stays valid when its
+    // device has since left its owner's list, and a send re-verifies only what changed.
+    if (
+      remembered?.hash != null &&
+      e2e.membershipHashEquals(e2e.membershipHash(statement), remembered.hash)
+    ) {
+      effective.set(user, { membership: claimed, hash: remembered.hash, seq: record.seq })
+      continue
+    }
     let hash: string
     try {
       hash = e2e.verifyMembership(statement, room, devicesOf(statement.actor) ?? []).hash
     } catch (error) {
-      // Validated before, by a device since gone from its owner's list: still the same statement.
-      const same =
-        remembered?.hash != null && e2e.membershipHashEquals(e2e.membershipHash(statement), remembered.hash)
-      if (same) effective.set(user, { membership: claimed, hash: remembered.hash, seq: record.seq })
-      else refuse(user, claimed, describe(error))
+      refuse(user, claimed, describe(error))
       continue
     }
     if (remembered?.hash != null && remembered.hash !== hash && known.has(hash)) {
