@@ -107,6 +107,13 @@ describe('signed membership across two servers', () => {
     const inviteStatement = invite.content.statement as e2e.SignedMembershipStatement
     expect(inviteStatement.prev).toBe(e2e.membershipRoot(room))
     expect(join.statement!.prev).toBe(e2e.membershipHash(inviteStatement))
+    // A ban is signed the same way, over bob's join.
+    await alice.e2e.ban(room, bob.e2e.userId)
+    const banned = (await membershipOf(fed.get(ACME), await tokenOf(alice), room)).members.find(
+      (m) => m.user_id === bob.e2e.userId,
+    )!
+    expect(banned).toMatchObject({ membership: 'ban', sender: alice.e2e.userId })
+    expect(banned.statement!.prev).toBe(e2e.membershipHash(join.statement!))
     expect([...alice.warnings, ...bob.warnings]).toEqual([])
   }, 60_000)
 

@@ -264,6 +264,10 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   kick(room: string, user: string, reason?: string): Promise<void> {
     return this.#membership.kick(room, user, reason)
   }
+  /** Bans `user` from an encrypted room with this device's signed statement. */
+  ban(room: string, user: string, reason?: string): Promise<void> {
+    return this.#membership.ban(room, user, reason)
+  }
   /** Creates a room; an encrypted one is created empty, then each person is invited with a signed statement. */
   createRoom(body: CreateRoomBody): Promise<string> {
     return this.#membership.createRoom(body)

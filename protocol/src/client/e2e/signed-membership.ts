@@ -94,6 +94,13 @@ export class SignedMembership {
     await this.#remember(room, statement)
   }
 
+  /** Bans `user` with a signed statement. */
+  async ban(room: string, user: string, reason?: string): Promise<void> {
+    const statement = await this.#sign(room, user, 'ban')
+    await this.#deps.api.ban(room, user, reason, statement)
+    await this.#remember(room, statement)
+  }
+
   /**
    * Creates a room; an encrypted one without invites (an invite's statement names the room, whose
    * id the server picks), then invites each person with a signed statement. Returns the room id.
