@@ -24,6 +24,9 @@ import type { RemoteRooms } from './remote-rooms.ts'
 import type { Draft, LeaveIntent, Sequencer } from './sequencer.ts'
 
 export class RoomsService {
+  /** Each encrypted room's `m.room.encryption` snapshot and seq: it never changes once sequenced. */
+  readonly #encryption = new Map<string, { snapshot: unknown; seq: number }>()
+
   constructor(
     private readonly repos: Repos,
     private readonly sequencer: Sequencer,
@@ -235,6 +238,8 @@ export class RoomsService {
     const snapshot = enabling?.snapshot ?? null
     const members: MembershipRecord[] = this.repos.memberships.withEvents(room).map((m) => {
       const statement = m.content ? parseJson(m.content)?.statement : undefined
+      // An event this server does not hold (a replica started from a snapshot): no statement, and
+      // the user stands in for the unknown sender.
       return {
         user_id: m.user_id,
         membership: m.membership,
@@ -251,8 +256,6 @@ export class RoomsService {
       members,
     }
   }
-
-  readonly #encryption = new Map<string, { snapshot: unknown; seq: number }>()
 
   #encryptionEvent(room: string): { snapshot: unknown; seq: number } | null {
     const cached = this.#encryption.get(room)
