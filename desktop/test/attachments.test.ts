@@ -536,17 +536,17 @@ describe('attachments and display names', () => {
     expect(problems).toEqual([])
   }, 120_000)
 
-  it('in an end-to-end encrypted room a file leaves the browser as ciphertext, under a neutral name and type', async () => {
-    // The upload half of E2E.md section 2.5 (the message half needs the app's message encryption).
+  it('in an encrypted DM a file leaves the browser as ciphertext, under a neutral name and type, and shows decrypted on the other server', async () => {
     const erin = await open(ACME)
+    const frank = await open(GLOBEX)
     await signUp(erin, 'erin')
-    const frank = await ParleyClient.register(fed.urls[GLOBEX]!, 'frank', 'correct horse battery', {
-      store: new MemoryStore(),
-      WebSocket: WebSocket as never,
-    })
-    clients.push(frank)
-    await frank.api.createRoom({ kind: 'group', name: 'Sealed', invite: [`@erin:${ACME}`], encrypted: true })
-    await erin.locator('[data-testid="join"]').click({ timeout: 15_000 })
+    await signUp(frank, 'frank')
+    // A DM is end-to-end encrypted by default.
+    await erin.getByLabel('User id, e.g. @bob:globex.example').fill(`@frank:${GLOBEX}`)
+    await erin.getByRole('button', { name: 'Message', exact: true }).click()
+    await erin.locator('.room-header [data-testid="room-encrypted"]').waitFor({ timeout: 15_000 })
+    await frank.locator('[data-testid="join"]').click({ timeout: 15_000 })
+    await expectText(erin, '.notice', `@frank:${GLOBEX} joined`)
     const image = png(64, 48)
     await sendFiles(erin, [{ name: 'sealed-canary.png', mimeType: 'image/png', buffer: image }])
 
@@ -573,6 +573,9 @@ describe('attachments and display names', () => {
     expect(stored.includes(image.subarray(0, 8))).toBe(false) // the PNG signature
     expect(stored.includes(image.subarray(12, 29))).toBe(false) // the IHDR chunk: size and depth
     await expect.poll(() => erin.locator('[data-testid="upload"]').count()).toBe(0)
+    // frank's client downloads the ciphertext through globex, decrypts it, and shows the image.
+    const [shown] = await loadedImages(frank, 1)
+    expect(shown).toMatchObject({ alt: 'sealed-canary.png', naturalWidth: 64, naturalHeight: 48 })
     expect(problems).toEqual([])
-  }, 60_000)
+  }, 90_000)
 })

@@ -47,9 +47,9 @@ describe('end-to-end encrypted attachments across two servers', () => {
     const alice = await e2ePerson(fed.urls[ACME]!, 'alice')
     const bob = await e2ePerson(fed.urls[GLOBEX]!, 'bob')
     clients.push(alice.client, bob.client)
-    const dm = await alice.client.api.createRoom({ kind: 'dm', invite: [`@bob:${GLOBEX}`], encrypted: true })
+    const dm = await alice.e2e.createRoom({ kind: 'dm', invite: [`@bob:${GLOBEX}`], encrypted: true })
     await waitForRoom(bob.client, dm)
-    await bob.client.api.join(dm)
+    await bob.e2e.join(dm)
 
     // A PNG (signature first) with a canary inside, over two 64 KiB chunks.
     const canary = 'canary-attachment-51c9 secret plans'

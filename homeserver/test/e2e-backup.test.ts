@@ -60,9 +60,9 @@ async function aliceAndBob(aliceOptions?: PersonOptions) {
   fed = await startFederation([ACME, GLOBEX])
   const alice = await person(ACME, 'alice', aliceOptions)
   const bob = await person(GLOBEX, 'bob')
-  const dm = await alice.client.api.createRoom({ kind: 'dm', invite: [bob.e2e.userId], encrypted: true })
+  const dm = await alice.e2e.createRoom({ kind: 'dm', invite: [bob.e2e.userId], encrypted: true })
   await waitForRoom(bob.client, dm)
-  await bob.client.api.join(dm)
+  await bob.e2e.join(dm)
   return { alice, bob, dm }
 }
 

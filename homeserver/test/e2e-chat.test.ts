@@ -10,7 +10,7 @@ import { e2e } from '@parley/protocol/crypto'
 import { IdentityChangedError, type ParleyClient } from '@parley/protocol/client'
 import { memoryLogger } from './helpers.ts'
 import { dataBytes } from './support/e2e.ts'
-import { bodies, bodyOf, e2ePerson, waitForRoom, type Person } from './support/e2e-person.ts'
+import { bodies, bodyOf, e2ePerson, sessionOf, waitForRoom, type Person } from './support/e2e-person.ts'
 import { startFederation, type Federation } from './support/federation.ts'
 
 const ACME = 'acme.localhost'
@@ -30,7 +30,6 @@ async function person(server: string, username: string): Promise<Person> {
   return p
 }
 
-
 describe('end-to-end encrypted chat across two servers', () => {
   it('an encrypted DM and group: both sides read each other, the servers hold no plaintext', async () => {
     const logs: Record<string, ReturnType<typeof memoryLogger>> = {
@@ -46,9 +45,9 @@ describe('end-to-end encrypted chat across two servers', () => {
       'canary-group-c3d2 to the group',
     ]
 
-    const dm = await alice.client.api.createRoom({ kind: 'dm', invite: [`@bob:${GLOBEX}`], encrypted: true })
+    const dm = await alice.e2e.createRoom({ kind: 'dm', invite: [`@bob:${GLOBEX}`], encrypted: true })
     await waitForRoom(bob.client, dm)
-    await bob.client.api.join(dm)
+    await bob.e2e.join(dm)
     await alice.e2e.send(dm, 'm.message', { body: canaries[0]!, format: 'markdown' })
     await bob.waitFor(dm, canaries[0]!)
     await bob.e2e.send(dm, 'm.message', { body: canaries[1]!, format: 'markdown' })
@@ -59,10 +58,10 @@ describe('end-to-end encrypted chat across two servers', () => {
     expect(bodies(alice, dm)).toEqual([canaries[0], canaries[1]])
     expect(bodies(bob, dm)).toEqual([canaries[0], canaries[1]])
 
-    const group = await alice.client.api.createRoom({ kind: 'group', name: 'Secret plans', encrypted: true })
-    await alice.client.api.invite(group, `@bob:${GLOBEX}`)
+    const group = await alice.e2e.createRoom({ kind: 'group', name: 'Secret plans', encrypted: true })
+    await alice.e2e.invite(group, `@bob:${GLOBEX}`)
     await waitForRoom(bob.client, group)
-    await bob.client.api.join(group)
+    await bob.e2e.join(group)
     await alice.e2e.send(group, 'm.message', { body: canaries[2]! })
     await bob.waitFor(group, canaries[2]!)
 
@@ -85,17 +84,17 @@ describe('end-to-end encrypted chat across two servers', () => {
     const carol = await person(ACME, 'carol')
     const carolKeys: string[] = []
     carol.e2e.on('room_key', ({ session_id }) => carolKeys.push(session_id))
-    const group = await alice.client.api.createRoom({ kind: 'group', name: 'Three', encrypted: true })
+    const group = await alice.e2e.createRoom({ kind: 'group', name: 'Three', encrypted: true })
     for (const p of [bob, carol]) {
-      await alice.client.api.invite(group, p.e2e.userId)
+      await alice.e2e.invite(group, p.e2e.userId)
       await waitForRoom(p.client, group)
-      await p.client.api.join(group)
+      await p.e2e.join(group)
     }
     await alice.e2e.send(group, 'm.message', { body: 'all three of us' })
     for (const p of [bob, carol]) await p.waitFor(group, 'all three of us')
     const before = sessionOf(bob, group, 'all three of us')
 
-    await alice.client.api.kick(group, carol.e2e.userId)
+    await alice.e2e.kick(group, carol.e2e.userId)
     await alice.e2e.send(group, 'm.message', { body: 'after carol left' })
     await bob.waitFor(group, 'after carol left')
     const after = (bob.seen.get(group) ?? []).find((x) => bodyOf(x) === 'after carol left')!
@@ -110,9 +109,9 @@ describe('end-to-end encrypted chat across two servers', () => {
     fed = await startFederation([ACME, GLOBEX])
     const alice = await person(ACME, 'alice')
     const bob = await person(GLOBEX, 'bob')
-    const dm = await alice.client.api.createRoom({ kind: 'dm', invite: [bob.e2e.userId], encrypted: true })
+    const dm = await alice.e2e.createRoom({ kind: 'dm', invite: [bob.e2e.userId], encrypted: true })
     await waitForRoom(bob.client, dm)
-    await bob.client.api.join(dm)
+    await bob.e2e.join(dm)
     await alice.e2e.send(dm, 'm.message', { body: 'hello bob' })
     await bob.waitFor(dm, 'hello bob')
     // Both see the same 60 digits: they compare them and alice marks bob verified.
@@ -139,9 +138,3 @@ describe('end-to-end encrypted chat across two servers', () => {
     await alice.e2e.send(dm, 'm.message', { body: 'sent after accepting' })
   }, 60_000)
 })
-
-/** The session id of the message with `body` as `p` received it. */
-function sessionOf(p: Person, room: string, body: string): string {
-  const entry = (p.seen.get(room) ?? []).find((x) => bodyOf(x) === body)!
-  return (entry.event.content as { session_id: string }).session_id
-}

@@ -126,7 +126,12 @@ describe('encrypted rooms across servers', () => {
   it('shows encryption on the replica and refuses plaintext from the remote user and from the remote server', async () => {
     const acme = fed.get(ACME)
     const globex = fed.get(GLOBEX)
-    const on = await http(acme, 'POST', roomPath(room, '/encryption'), undefined, alice.access_token)
+    const snapshot = aliceId.snapshot(alice.device_id, room, [
+      { user_id: alice.user_id, membership: 'join' },
+      { user_id: bob.user_id, membership: 'join' },
+      { user_id: erin.user_id, membership: 'join' },
+    ])
+    const on = await http(acme, 'POST', roomPath(room, '/encryption'), { snapshot }, alice.access_token)
     expect(on.status).toBe(200)
     await bobSock.next(
       (f) => f.type === 'event' && (f.event as { type: string }).type === 'm.room.encryption',

@@ -183,10 +183,15 @@ describe('encrypted rooms', () => {
     expect([byStranger.status, byStranger.body.errcode]).toEqual([403, 'P_FORBIDDEN'])
     const summary = await http<{ encrypted: boolean }>(s, 'GET', roomPath(room), undefined, bob.access_token)
     expect(summary.body.encrypted).toBe(false)
-    const on = await http(s, 'POST', roomPath(room, '/encryption'), undefined, alice.access_token)
+    // The members at this moment, signed by the enabling device (E2E.md section 2.3).
+    const snapshot = aliceId.snapshot(alice.device_id, room, [
+      { user_id: alice.user_id, membership: 'join' },
+      { user_id: bob.user_id, membership: 'join' },
+    ])
+    const on = await http(s, 'POST', roomPath(room, '/encryption'), { snapshot }, alice.access_token)
     expect(on.status).toBe(200)
     expect(on.body.event_id).toMatch(/^\$/)
-    const again = await http(s, 'POST', roomPath(room, '/encryption'), undefined, alice.access_token)
+    const again = await http(s, 'POST', roomPath(room, '/encryption'), { snapshot }, alice.access_token)
     expect([again.status, again.body.errcode]).toEqual([409, 'P_CONFLICT'])
     const after = await http<{ encrypted: boolean }>(s, 'GET', roomPath(room), undefined, bob.access_token)
     expect(after.body.encrypted).toBe(true)
@@ -197,8 +202,22 @@ describe('encrypted rooms', () => {
   })
 
   it('takes only m.encrypted and m.redaction: plaintext gets 400 P_ENCRYPTED_ROOM', async () => {
-    const room = await createRoom(s, alice, { kind: 'group', invite: [bob.user_id], encrypted: true })
-    await http(s, 'POST', roomPath(room, '/join'), undefined, bob.access_token)
+    const room = await createRoom(s, alice, { kind: 'group', encrypted: true })
+    const invite = aliceId.statement(alice.device_id, { room, target: bob.user_id, membership: 'invite' })
+    const invited = await http(
+      s,
+      'POST',
+      roomPath(room, '/invite'),
+      { user_id: bob.user_id, statement: invite },
+      alice.access_token,
+    )
+    expect(invited.status).toBe(200)
+    const bobId = new Identity(bob.user_id)
+    expect((await putList(s, bob, bobId.next([bob.device_id]))).status).toBe(200)
+    const join = bobId.statement(bob.device_id, { room, target: bob.user_id, membership: 'join' })
+    expect(
+      (await http(s, 'POST', roomPath(room, '/join'), { statement: join }, bob.access_token)).status,
+    ).toBe(200)
     const aliceSock = await sock(alice)
     const sent = await sendEvent(
       aliceSock,

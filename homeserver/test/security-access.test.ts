@@ -121,6 +121,7 @@ describe('AC-1 non-member read/write', () => {
     const matrix: Record<string, unknown> = {
       'GET /:room': undefined,
       'GET /:room/members': undefined,
+      'GET /:room/membership': undefined,
       'GET /:room/messages': undefined,
       'POST /:room/invite': { user_id: third.user_id },
       'POST /:room/join': undefined,
@@ -595,7 +596,7 @@ describe('AC-4 privileged operations and mass assignment', () => {
       const res = await http(hs, method, path, body, member.access_token)
       expect({ path, body, status: res.status }).toEqual({ path, body, status: 400 })
     }
-    // join takes no body at all: whatever is sent cannot raise the joiner's role.
+    // join takes an optional signed statement only: extra fields are refused, and cannot raise a role.
     const joiner = await register(hs)
     expect(
       (await http(hs, 'POST', roomPath(room, '/invite'), { user_id: joiner.user_id }, owner.access_token))
@@ -604,7 +605,8 @@ describe('AC-4 privileged operations and mass assignment', () => {
     expect(
       (await http(hs, 'POST', roomPath(room, '/join'), { role: 'admin', level: 100 }, joiner.access_token))
         .status,
-    ).toBe(200)
+    ).toBe(400)
+    expect((await http(hs, 'POST', roomPath(room, '/join'), undefined, joiner.access_token)).status).toBe(200)
     expect((await http(hs, 'GET', roomPath(room), undefined, joiner.access_token)).body).toMatchObject({
       role: 'member',
     })

@@ -15,6 +15,13 @@ export const ERROR_STATUS = {
   P_BAD_SIGNATURE: 400,
   /** A plaintext event type (message, edit, reaction) sent to an end-to-end encrypted room. */
   P_ENCRYPTED_ROOM: 400,
+  /**
+   * A signed membership statement (E2E.md section 2.3) that does not match its request (room, target,
+   * membership, actor) or does not verify with a device of the actor's published device list.
+   */
+  P_BAD_MEMBERSHIP_STATEMENT: 400,
+  /** A membership change (or turning encryption on) in an encrypted room without its signed statement. */
+  P_UNSIGNED_MEMBERSHIP: 400,
   /** The user name is taken. */
   P_USER_IN_USE: 409,
   /** No credentials were presented, or they were wrong. */

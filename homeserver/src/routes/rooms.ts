@@ -1,6 +1,8 @@
 import { Hono } from 'hono'
 import {
   CreateRoomBody,
+  EnableEncryptionBody,
+  MembershipBody,
   MessagesQuery,
   PowerBody,
   RoomParam,
@@ -12,6 +14,8 @@ import { requireAuth, valid } from './middleware.ts'
 
 const room = valid('param', RoomParam)
 const target = valid('json', TargetUserBody)
+// Join, leave and encryption take an optional body: one without JSON counts as empty.
+const membershipBody = valid('json', MembershipBody)
 
 export const rooms = new Hono<AppEnv>()
   .use(requireAuth)
@@ -24,6 +28,9 @@ export const rooms = new Hono<AppEnv>()
   )
   .get('/:room/members', room, (c) =>
     c.json({ members: c.var.services.rooms.members(c.var.session.userId, c.req.valid('param').room) }),
+  )
+  .get('/:room/membership', room, (c) =>
+    c.json(c.var.services.rooms.membership(c.var.session.userId, c.req.valid('param').room)),
   )
   .get('/:room/messages', room, valid('query', MessagesQuery), (c) => {
     const q = c.req.valid('query')
@@ -38,15 +45,18 @@ export const rooms = new Hono<AppEnv>()
       c.req.valid('param').room,
       b.user_id,
       b.reason,
+      b.statement,
     )
     return c.json({ event_id: e.event_id })
   })
-  .post('/:room/join', room, async (c) => {
-    const e = await c.var.services.rooms.join(c.var.session.userId, c.req.valid('param').room)
+  .post('/:room/join', room, membershipBody, async (c) => {
+    const { statement } = c.req.valid('json')
+    const e = await c.var.services.rooms.join(c.var.session.userId, c.req.valid('param').room, statement)
     return c.json({ event_id: e.event_id })
   })
-  .post('/:room/leave', room, async (c) => {
-    const e = await c.var.services.rooms.leave(c.var.session.userId, c.req.valid('param').room)
+  .post('/:room/leave', room, membershipBody, async (c) => {
+    const { statement } = c.req.valid('json')
+    const e = await c.var.services.rooms.leave(c.var.session.userId, c.req.valid('param').room, statement)
     return c.json({ event_id: e.event_id })
   })
   .post('/:room/kick', room, target, async (c) => {
@@ -56,6 +66,7 @@ export const rooms = new Hono<AppEnv>()
       c.req.valid('param').room,
       b.user_id,
       b.reason,
+      b.statement,
     )
     return c.json({ event_id: e.event_id })
   })
@@ -66,14 +77,17 @@ export const rooms = new Hono<AppEnv>()
       c.req.valid('param').room,
       b.user_id,
       b.reason,
+      b.statement,
     )
     return c.json({ event_id: e.event_id })
   })
   .post('/:room/unban', room, target, async (c) => {
+    const b = c.req.valid('json')
     const e = await c.var.services.rooms.unban(
       c.var.session.userId,
       c.req.valid('param').room,
-      c.req.valid('json').user_id,
+      b.user_id,
+      b.statement,
     )
     return c.json({ event_id: e.event_id })
   })
@@ -82,8 +96,12 @@ export const rooms = new Hono<AppEnv>()
     return c.json({})
   })
   // Irreversible: turning end-to-end encryption off again does not exist.
-  .post('/:room/encryption', room, async (c) => {
-    const e = await c.var.services.rooms.enableEncryption(c.var.session.userId, c.req.valid('param').room)
+  .post('/:room/encryption', room, valid('json', EnableEncryptionBody), async (c) => {
+    const e = await c.var.services.rooms.enableEncryption(
+      c.var.session.userId,
+      c.req.valid('param').room,
+      c.req.valid('json').snapshot,
+    )
     return c.json({ event_id: e.event_id })
   })
   .put('/:room/power', room, valid('json', PowerBody), async (c) => {

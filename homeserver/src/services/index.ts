@@ -18,6 +18,7 @@ import { PasswordHasher } from './passwords.ts'
 import { RateLimiter } from './rate-limit.ts'
 import { ProfilesService } from './profiles.ts'
 import { RoomRulesImpl } from './room-rules.ts'
+import { MembershipStatements } from './membership-statements.ts'
 import { RoomsService } from './rooms.ts'
 import { Sequencer, type Durability } from './sequencer.ts'
 import type { ServerKeys } from './server-keys.ts'
@@ -155,7 +156,13 @@ export function createServices(
     replication,
     accounts,
     sequencer,
-    rooms: new RoomsService(repos, sequencer, config.serverName, replication.outbox),
+    rooms: new RoomsService(
+      repos,
+      sequencer,
+      config.serverName,
+      replication.outbox,
+      new MembershipStatements(keys),
+    ),
     messages: new MessagesService(
       sequencer,
       replication.outbox,

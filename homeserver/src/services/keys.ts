@@ -218,6 +218,11 @@ export class KeysService {
     if (Object.keys(prekeys).length > 0) out.prekeys[user] = prekeys
   }
 
+  /** A local user's published device list, if any (its UIK signature was checked when it was stored). */
+  localDeviceList(user: string): SignedDeviceListType | null {
+    return this.#localList(user)
+  }
+
   #localList(user: string): SignedDeviceListType | null {
     const row = this.repos.keys.deviceList(user)
     return row ? stored(SignedDeviceList, row.document) : null

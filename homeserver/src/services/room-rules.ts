@@ -11,6 +11,9 @@
  * - kick, ban, unban: moderators, over members of lower level; never in DMs.
  * - power: admins, over lower members and to levels below their own; never in DMs.
  * - name, topic: moderators (any member in a DM).
+ * - signed membership (E2E.md 2.3): in an encrypted room every `m.member` carries the actor device's
+ *   statement, matching the event (P_UNSIGNED_MEMBERSHIP, P_BAD_MEMBERSHIP_STATEMENT), but the founding
+ *   join of a room created encrypted; `m.room.encryption` carries a signed snapshot of the members.
  * - encryption (`m.room.encryption`, irreversible): admins (any member in a DM). An encrypted room
  *   takes `m.encrypted` and `m.redaction` only, never plaintext (`m.message`, `m.edit`, `m.reaction`:
  *   P_ENCRYPTED_ROOM); `m.encrypted` only there, with `sender_user` = the sender, and in broadcast
@@ -89,7 +92,7 @@ export class RoomRulesImpl implements RoomRules {
         if (room.kind !== 'dm' && me!.level < ADMIN) throw forbidden('only admins can turn on encryption')
         if (this.repos.rooms.get(room.room_id)?.encrypted === 1)
           throw new ParleyError('P_CONFLICT', 'this room is already end-to-end encrypted')
-        return
+        return this.#checkSnapshot(room, draft)
       case 'm.message':
       case 'm.edit':
       case 'm.redaction':
@@ -168,7 +171,77 @@ export class RoomRulesImpl implements RoomRules {
     return target
   }
 
+  /**
+   * Signed membership (E2E.md section 2.3): a statement, where there is one, must say exactly what the
+   * event does; in an encrypted room there must be one, except for the creator's join that founds a
+   * room created encrypted (the root of its log). Its signature was checked by the actor's own server.
+   */
+  #checkStatement(room: RoomFacts, draft: Draft): void {
+    const content = draft.content as unknown as MemberContent
+    const statement = content.statement
+    if (statement === undefined) {
+      if (this.repos.rooms.get(room.room_id)?.encrypted !== 1) return
+      const founding =
+        draft.sender === room.creator &&
+        draft.stateKey === draft.sender &&
+        content.membership === 'join' &&
+        this.repos.memberships.forRoom(room.room_id).length === 0
+      if (founding) return
+      throw new ParleyError(
+        'P_UNSIGNED_MEMBERSHIP',
+        'this room is end-to-end encrypted: a membership change needs the signed statement of your device',
+      )
+    }
+    if (
+      statement.room !== room.room_id ||
+      statement.target !== draft.stateKey ||
+      statement.membership !== content.membership ||
+      statement.actor !== draft.sender
+    )
+      throw new ParleyError(
+        'P_BAD_MEMBERSHIP_STATEMENT',
+        'the signed statement does not match this membership change (room, target, membership, actor)',
+      )
+  }
+
+  /**
+   * Turning encryption on needs the members at that moment, signed by the enabling device (E2E.md
+   * section 2.3): exactly the joined and invited users, with their membership, by the sender.
+   */
+  #checkSnapshot(room: RoomFacts, draft: Draft): void {
+    const snapshot = draft.content.snapshot as
+      | { room?: unknown; actor?: unknown; members?: Array<{ user_id: string; membership: string }> }
+      | undefined
+    if (snapshot === undefined)
+      throw new ParleyError(
+        'P_UNSIGNED_MEMBERSHIP',
+        'turning encryption on needs the members of the room signed by your device (snapshot)',
+      )
+    const current = this.repos.memberships
+      .forRoom(room.room_id)
+      .filter((m) => m.membership === 'join' || m.membership === 'invite')
+      .map((m) => `${m.user_id} ${m.membership}`)
+      .sort()
+    const named = (snapshot.members ?? []).map((m) => `${m.user_id} ${m.membership}`).sort()
+    if (
+      snapshot.room !== room.room_id ||
+      snapshot.actor !== draft.sender ||
+      named.length !== current.length ||
+      named.some((m, i) => m !== current[i])
+    )
+      throw new ParleyError(
+        'P_BAD_MEMBERSHIP_STATEMENT',
+        'the signed snapshot does not name exactly the joined and invited members of this room',
+      )
+  }
+
+  /** The membership rules first (a stranger learns nothing, AC-2), then the signed statement. */
   #checkMember(room: RoomFacts, draft: Draft, me: MembershipRow | undefined): void {
+    this.#checkMemberRules(room, draft, me)
+    this.#checkStatement(room, draft)
+  }
+
+  #checkMemberRules(room: RoomFacts, draft: Draft, me: MembershipRow | undefined): void {
     const target = draft.stateKey!
     const membership = (draft.content as unknown as MemberContent).membership
     const theirs = target === draft.sender ? me : this.repos.memberships.get(room.room_id, target)

@@ -172,24 +172,27 @@ export async function waitForRoom(client: ParleyClient, room: string): Promise<v
   }
 }
 
-/** Creates an encrypted room of `owner` with `others` invited and joined. */
+/** Creates an encrypted room of `owner` with `others` invited and joined (signed membership, E2E.md 2.3). */
 export async function encryptedRoom(
   owner: Pick<Person, 'client' | 'e2e'>,
   others: ReadonlyArray<Pick<Person, 'client' | 'e2e'>>,
   kind: 'dm' | 'group' = 'group',
 ): Promise<string> {
-  const room =
+  const invite = others.map((p) => p.e2e.userId)
+  const room = await owner.e2e.createRoom(
     kind === 'dm'
-      ? await owner.client.api.createRoom({
-          kind: 'dm',
-          invite: others.map((p) => p.e2e.userId),
-          encrypted: true,
-        })
-      : await owner.client.api.createRoom({ kind: 'group', name: 'e2e test', encrypted: true })
+      ? { kind: 'dm', invite, encrypted: true }
+      : { kind: 'group', name: 'e2e test', invite, encrypted: true },
+  )
   for (const p of others) {
-    if (kind === 'group') await owner.client.api.invite(room, p.e2e.userId)
     await waitForRoom(p.client, room)
-    await p.client.api.join(room)
+    await p.e2e.join(room)
   }
   return room
+}
+
+/** The session id of the message with `body` as `p` received it. */
+export function sessionOf(p: Person, room: string, body: string): string {
+  const entry = (p.seen.get(room) ?? []).find((x) => bodyOf(x) === body)!
+  return (entry.event.content as { session_id: string }).session_id
 }

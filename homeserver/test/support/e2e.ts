@@ -36,6 +36,39 @@ export class Identity {
     this.lists = []
   }
 
+  /**
+   * A membership statement by this user signed with one of their devices' DSK (E2E.md section 2.3);
+   * `prev` defaults to the room's root (the server does not check it, clients do).
+   */
+  statement(
+    deviceId: string,
+    change: { room: string; target: string; membership: e2e.MembershipState; prev?: string },
+  ): e2e.SignedMembershipStatement {
+    return e2e.signMembership(this.devices.get(deviceId)!.dsk, {
+      room: change.room,
+      target: change.target,
+      membership: change.membership,
+      actor: this.userId,
+      actorDevice: deviceId,
+      prev: change.prev ?? e2e.membershipRoot(change.room),
+    })
+  }
+
+  /** A snapshot of `members` signed by one of this user's devices, to turn encryption on (E2E.md section 2.3). */
+  snapshot(
+    deviceId: string,
+    room: string,
+    members: readonly e2e.SnapshotMember[],
+  ): e2e.SignedMembershipSnapshot {
+    return e2e.signMembershipSnapshot(this.devices.get(deviceId)!.dsk, {
+      room,
+      members,
+      actor: this.userId,
+      actorDevice: deviceId,
+      prev: e2e.membershipRoot(room),
+    })
+  }
+
   /** A fresh signed prekey of one of the devices. */
   prekey(deviceId: string, now = Date.now()): e2e.SignedPrekey {
     return e2e.createSignedPrekey(this.devices.get(deviceId)!.dsk, now).signed

@@ -5,7 +5,11 @@
  */
 import type { z } from 'zod'
 import { parseUserId } from '../ids.ts'
-import type { MemberSummary as MemberSummarySchema } from '../schema/index.ts'
+import type {
+  MemberSummary as MemberSummarySchema,
+  MembershipSnapshot,
+  MembershipStatement,
+} from '../schema/index.ts'
 import {
   MediaPathParams,
   Sha256Hex,
@@ -34,6 +38,7 @@ import {
   type SignedBackupMetadata,
   type SignedDeviceList,
   type SignedPrekey,
+  RoomMembershipResponse,
 } from '../schema/index.ts'
 import { ApiError, NetworkError, NoSessionError, ProtocolError } from './errors.ts'
 import type { ClientStore, Session } from './store.ts'
@@ -304,34 +309,71 @@ export class HttpApi {
     return (await this.#json(MemberListResponse, res)).members
   }
 
+  /**
+   * `GET /rooms/{room}/membership`: every user's latest membership with the signed statement that
+   * set it, and the roots of the room's membership log (E2E.md section 2.3).
+   */
+  async membership(room: string): Promise<RoomMembershipResponse> {
+    const res = await this.#authed({ method: 'GET', path: `/rooms/${enc(room)}/membership` })
+    return this.#json(RoomMembershipResponse, res)
+  }
+
+  // Membership changes take the acting device's signed statement (E2E.md section 2.3), which
+  // encrypted rooms require; `EndToEnd` signs them.
+
   /** `POST /rooms/{room}/invite`. */
-  async invite(room: string, userId: string, reason?: string): Promise<void> {
-    await this.#target(room, 'invite', userId, reason)
+  async invite(
+    room: string,
+    userId: string,
+    reason?: string,
+    statement?: MembershipStatement,
+  ): Promise<void> {
+    await this.#target(room, 'invite', userId, reason, statement)
   }
 
   /** `POST /rooms/{room}/join`: accepts an invite (or joins a room open to the user). */
-  async join(room: string): Promise<void> {
-    await this.#authed({ method: 'POST', path: `/rooms/${enc(room)}/join`, json: {} })
+  async join(room: string, statement?: MembershipStatement): Promise<void> {
+    await this.#authed({
+      method: 'POST',
+      path: `/rooms/${enc(room)}/join`,
+      json: statement ? { statement } : {},
+    })
   }
 
   /** `POST /rooms/{room}/leave`. */
-  async leave(room: string): Promise<void> {
-    await this.#authed({ method: 'POST', path: `/rooms/${enc(room)}/leave`, json: {} })
+  async leave(room: string, statement?: MembershipStatement): Promise<void> {
+    await this.#authed({
+      method: 'POST',
+      path: `/rooms/${enc(room)}/leave`,
+      json: statement ? { statement } : {},
+    })
   }
 
   /** `POST /rooms/{room}/kick`. */
-  async kick(room: string, userId: string, reason?: string): Promise<void> {
-    await this.#target(room, 'kick', userId, reason)
+  async kick(room: string, userId: string, reason?: string, statement?: MembershipStatement): Promise<void> {
+    await this.#target(room, 'kick', userId, reason, statement)
   }
 
   /** `POST /rooms/{room}/ban`. */
-  async ban(room: string, userId: string, reason?: string): Promise<void> {
-    await this.#target(room, 'ban', userId, reason)
+  async ban(room: string, userId: string, reason?: string, statement?: MembershipStatement): Promise<void> {
+    await this.#target(room, 'ban', userId, reason, statement)
   }
 
   /** `POST /rooms/{room}/unban`. */
-  async unban(room: string, userId: string, reason?: string): Promise<void> {
-    await this.#target(room, 'unban', userId, reason)
+  async unban(room: string, userId: string, reason?: string, statement?: MembershipStatement): Promise<void> {
+    await this.#target(room, 'unban', userId, reason, statement)
+  }
+
+  /**
+   * `POST /rooms/{room}/encryption`: turns end-to-end encryption on for good, with the members at
+   * that moment signed by this device (E2E.md section 2.3; `EndToEnd.enableEncryption` signs it).
+   */
+  async enableEncryption(room: string, snapshot?: MembershipSnapshot): Promise<void> {
+    await this.#authed({
+      method: 'POST',
+      path: `/rooms/${enc(room)}/encryption`,
+      json: snapshot ? { snapshot } : {},
+    })
   }
 
   /** `PUT /rooms/{room}/settings`: renames the room or changes its topic. */
@@ -480,8 +522,16 @@ export class HttpApi {
     }
   }
 
-  async #target(room: string, action: string, userId: string, reason: string | undefined): Promise<void> {
-    const json = reason === undefined ? { user_id: userId } : { user_id: userId, reason }
+  async #target(
+    room: string,
+    action: string,
+    userId: string,
+    reason: string | undefined,
+    statement: MembershipStatement | undefined,
+  ): Promise<void> {
+    const json: Record<string, unknown> = { user_id: userId }
+    if (reason !== undefined) json.reason = reason
+    if (statement !== undefined) json.statement = statement
     await this.#authed({ method: 'POST', path: `/rooms/${enc(room)}/${action}`, json })
   }
 

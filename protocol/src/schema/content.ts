@@ -4,7 +4,8 @@
  */
 import { z } from 'zod'
 import { EventId, MediaId, Membership, RoomKind, Sha256Hex, UserId } from './common.ts'
-import { AttachmentEncryption, EncryptedContent, RoomEncryptionContent } from './keys.ts'
+import { AttachmentEncryption, EncryptedContent } from './keys.ts'
+import { MembershipStatement, RoomEncryptionContent } from './membership.ts'
 
 /** Longest message body, in UTF-16 units (the canonical content limit of 64 KiB applies as well). */
 export const MAX_BODY_LENGTH = 32_000
@@ -59,11 +60,16 @@ export const CreateContent = z.strictObject({ kind: RoomKind, creator: UserId, e
 export const NameContent = z.strictObject({ name: z.string().max(255) })
 /** `m.room.topic`. */
 export const TopicContent = z.strictObject({ topic: z.string().max(1024) })
-/** `m.member` (state_key = the affected user). `device_sig` is reserved for E2E membership signatures. */
+/**
+ * `m.member` (state_key = the affected user). `statement`: the actor device's signed statement of
+ * this change (E2E.md section 2.3), stored and relayed unchanged; required in encrypted rooms.
+ * `device_sig` is an older reservation, unused.
+ */
 export const MemberContent = z.strictObject({
   membership: Membership,
   reason: z.string().max(512).optional(),
   device_sig: z.string().max(256).optional(),
+  statement: MembershipStatement.optional(),
 })
 /** `m.power_levels` (state_key = the affected user): that user's new level. */
 export const PowerContent = z.strictObject({ level: z.number().int().min(0).max(100) })

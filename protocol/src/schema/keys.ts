@@ -115,9 +115,6 @@ export const EncryptedContent = z.strictObject({
   signature: E2eSignature,
 })
 
-/** `m.room.encryption`: the room is end-to-end encrypted from this event on (irreversible). */
-export const RoomEncryptionContent = z.strictObject({ suite: E2eSuite })
-
 /**
  * How an attachment is encrypted (E2E.md section 2.5): the secretstream key and header, the BLAKE2b-256
  * of the uploaded ciphertext, and the random `upload_id` that, with the room id, is bound into the

@@ -16,6 +16,7 @@ import {
   Username,
 } from './common.ts'
 import { ClientEvent } from './events.ts'
+import { MembershipStatement } from './membership.ts'
 
 /** Passwords: 8-256 characters. Length is the only rule we impose (NIST SP 800-63B 5.1.1.2). */
 export const Password = z.string().min(8, 'password must be at least 8 characters').max(256)
@@ -78,8 +79,15 @@ export const CreateRoomBody = z.strictObject({
   encrypted: z.boolean().optional(),
 })
 export type CreateRoomBody = z.infer<typeof CreateRoomBody>
-/** `POST /rooms/{room}/invite|kick|ban|unban`. */
-export const TargetUserBody = z.strictObject({ user_id: UserId, reason: z.string().max(512).optional() })
+/**
+ * `POST /rooms/{room}/invite|kick|ban|unban`. `statement`: the acting device's signed membership
+ * statement (E2E.md section 2.3), required in encrypted rooms.
+ */
+export const TargetUserBody = z.strictObject({
+  user_id: UserId,
+  reason: z.string().max(512).optional(),
+  statement: MembershipStatement.optional(),
+})
 /** `PUT /rooms/{room}/settings`. */
 export const RoomSettingsBody = z
   .strictObject({ name: z.string().max(255).optional(), topic: z.string().max(1024).optional() })

@@ -60,6 +60,9 @@ export class Chat {
     keyArrived: (room) => this.#keyArrived(room),
     queueChanged: () => void this.#refreshPending(),
     unsent: (entry, reason) => this.#unsent(entry.room, entry.event_type, entry.content, reason),
+    keysRestored: () => {
+      for (const room of this.#roomTimelines.keys()) this.#keyArrived(room)
+    },
   })
 
   #client: ParleyClient | null = null
@@ -362,7 +365,9 @@ export class Chat {
 
   /** A direct message: end-to-end encrypted (always, like Signal; the server cannot turn it off). */
   async startDm(userId: string): Promise<string> {
-    const room = await this.#client!.api.createRoom({ kind: 'dm', invite: [userId], encrypted: true })
+    const room = await this.encryption
+      .membership()
+      .createRoom({ kind: 'dm', invite: [userId], encrypted: true })
     await this.refreshRooms()
     this.select(room)
     return room
@@ -375,24 +380,41 @@ export class Chat {
     kind: 'group' | 'broadcast' = 'group',
     encrypted = false,
   ): Promise<string> {
-    const room = await this.#client!.api.createRoom({ kind, name, invite, encrypted })
+    const body = { kind, name, invite, encrypted }
+    const room = encrypted
+      ? await this.encryption.membership().createRoom(body)
+      : await this.#client!.api.createRoom(body)
     await this.refreshRooms()
     this.select(room)
     return room
   }
 
+  /** Membership changes of encrypted rooms are signed by this device (E2E.md section 2.3). */
+  #encrypted(room: string): boolean {
+    return this.rooms.find((r) => r.room_id === room)?.encrypted === true
+  }
+
   async invite(room: string, userId: string): Promise<void> {
-    await this.#client!.api.invite(room, userId)
+    if (this.#encrypted(room)) await this.encryption.membership().invite(room, userId)
+    else await this.#client!.api.invite(room, userId)
+  }
+
+  /** Turns end-to-end encryption on in a group for good (its members are signed in as the roots). */
+  async enableEncryption(room: string): Promise<void> {
+    await this.encryption.membership().enableEncryption(room)
+    await this.refreshRooms()
   }
 
   async leave(room: string): Promise<void> {
-    await this.#client!.api.leave(room)
+    if (this.#encrypted(room)) await this.encryption.membership().leave(room)
+    else await this.#client!.api.leave(room)
     if (this.selected === room) this.selected = null
     await this.refreshRooms()
   }
 
   async kick(room: string, userId: string): Promise<void> {
-    await this.#client!.api.kick(room, userId)
+    if (this.#encrypted(room)) await this.encryption.membership().kick(room, userId)
+    else await this.#client!.api.kick(room, userId)
   }
 
   /** A room's members; their presence is fetched along (and then kept current by live updates). */
@@ -431,7 +453,13 @@ export class Chat {
   }
 
   async join(room: string): Promise<void> {
-    await this.#client!.api.join(room)
+    if (this.#encrypted(room)) await this.encryption.membership().join(room)
+    else
+      await this.#client!.api.join(room).catch(async (error: unknown) => {
+        // A room we knew nothing of (a link) turned out to be encrypted: join with a signature.
+        if (!(error instanceof ApiError && error.errcode === 'P_UNSIGNED_MEMBERSHIP')) throw error
+        await this.encryption.membership().join(room)
+      })
     if (this.linkPrompt?.room === room) this.linkPrompt = null
     await this.refreshRooms()
     this.select(room)

@@ -24,8 +24,10 @@ import {
   type E2eWarning,
   type ParleyClient,
 } from '@parley/protocol/client'
+import { e2e } from '@parley/protocol/crypto'
 import { CONTENT_SCHEMAS, type ClientEvent } from '@parley/protocol/schema'
 import { z } from 'zod'
+import { workerPassphraseKdf } from './passphrase-kdf.ts'
 
 /** The store item holding sends that wait to be encrypted (plain content: the store is sealed). */
 const QUEUE_ITEM = 'e2e-queue'
@@ -41,6 +43,8 @@ export interface EncryptionHooks {
   queueChanged(): void
   /** A queued send was refused for good (after a reload nobody else is waiting for it). */
   unsent(entry: OutboxEntry, reason: string): void
+  /** Room keys were restored from the backup: every room may decrypt more now. */
+  keysRestored(): void
 }
 
 /** What may travel inside `m.encrypted`. Deletions stay visible to the server, which checks who may delete. */
@@ -66,6 +70,16 @@ export class Encryption {
   undecrypted = $state.raw<Readonly<Record<string, Undecrypted>>>({})
   /** Bumped when a verification changes (components re-read `isVerified`). */
   trustVersion = $state(0)
+
+  /**
+   * This device is in no signed device list of its user yet (a further device): it cannot read or be
+   * sent anything encrypted until it is restored from the key backup.
+   */
+  needsVerification = $state(false)
+  /** The key backup this device uploads to (null: none set up or restored here). */
+  backupVersion = $state<string | null>(null)
+  /** This device holds the user's identity key (it can set up a backup). */
+  holdsIdentityKey = $state(false)
 
   /** Sends waiting to be encrypted, oldest first (shown as pending). */
   queued = $state.raw<readonly OutboxEntry[]>([])
@@ -93,10 +107,12 @@ export class Encryption {
       // An unreadable queue counts as empty.
     }
     try {
-      const e2e = await EndToEnd.start(client)
+      const e2e = await EndToEnd.start(client, { passphraseKdf: workerPassphraseKdf() })
       e2e.on('warning', (w) => this.#warn(w))
       e2e.on('room_key', ({ room }) => this.hooks.keyArrived(room))
+      e2e.on('verification', () => this.#syncDevice())
       this.#e2e = e2e
+      this.#syncDevice()
       this.ready = true
       this.error = null
       client.on('ready', () => this.#flushAll())
@@ -112,6 +128,9 @@ export class Encryption {
     this.#store = null
     this.ready = false
     this.error = null
+    this.needsVerification = false
+    this.backupVersion = null
+    this.holdsIdentityKey = false
     this.warnings = []
     this.blocked = []
     this.undecrypted = {}
@@ -253,6 +272,52 @@ export class Encryption {
     return queue.length === 0
       ? store.removeItem(QUEUE_ITEM)
       : store.setItem(QUEUE_ITEM, JSON.stringify(queue))
+  }
+
+  #syncDevice(): void {
+    this.needsVerification = this.#e2e?.needsVerification ?? false
+    this.backupVersion = this.#e2e?.backupVersion ?? null
+    this.holdsIdentityKey = this.#e2e?.holdsIdentityKey ?? false
+  }
+
+  /**
+   * Sets up the key backup (E2E.md section 2.5) and returns the recovery key to show once. With a
+   * passphrase, the recovery key is also wrapped under argon2id (in a Web Worker).
+   */
+  async enableBackup(passphrase?: string): Promise<string> {
+    const { recoveryKey } = await this.membership().enableBackup(passphrase ? { passphrase } : {})
+    this.#syncDevice()
+    return recoveryKey
+  }
+
+  /**
+   * Makes this device one of the user's (E2E.md sections 2.1, 2.5): opens the backup with what the
+   * user typed (a recovery key if it reads as one, else the passphrase), signs it into the device
+   * list and imports the backed-up room keys. Returns how many were imported.
+   */
+  async restore(secret: string): Promise<number> {
+    const e2eLayer = this.membership()
+    let recoveryKey: string | null = null
+    try {
+      e2e.decodeRecoveryKey(secret)
+      recoveryKey = secret
+    } catch {
+      // Not a recovery key: a passphrase.
+    }
+    const report = await e2eLayer.restoreFromBackup(recoveryKey ? { recoveryKey } : { passphrase: secret })
+    this.#syncDevice()
+    // Keys for what is already on screen arrived: each room redecrypts what waited for them.
+    this.hooks.keysRestored()
+    return report.imported
+  }
+
+  /**
+   * This device's end-to-end layer, for membership changes of encrypted rooms: they must carry its
+   * signature (E2E.md section 2.3). Throws while encryption is not available.
+   */
+  membership(): EndToEnd {
+    if (!this.#e2e) throw new Error(this.error ?? 'encryption is not ready on this device')
+    return this.#e2e
   }
 
   safetyNumber(userId: string): string | null {

@@ -52,6 +52,23 @@ const en = {
     'The server tried to add {user} to an encrypted room without a member’s signature: ignored.',
   'e2e.enable': 'Turn on encryption',
   'e2e.enableConfirm': 'Encrypt this room from now on? This cannot be undone.',
+  'e2e.enableYes': 'Encrypt',
+  'backup.heading': 'Key backup',
+  'backup.newDevice':
+    'This device cannot read encrypted messages yet. Enter your recovery key or backup passphrase to add it to your devices.',
+  'backup.secret': 'Recovery key or passphrase',
+  'backup.restore': 'Add this device',
+  'backup.working': 'Working…',
+  'backup.restored': 'This device is added: keys of {count} conversations restored.',
+  'backup.explain':
+    'Back up your message keys, encrypted, on your homeserver, to read your history on a new device. A passphrase is optional; you also get a recovery key.',
+  'backup.passphrase': 'Passphrase (optional)',
+  'backup.enable': 'Set up key backup',
+  'backup.showKey':
+    'Your recovery key. Write it down and keep it safe: it is shown only now, and whoever has it can read your backup.',
+  'backup.saved': 'I have saved it',
+  'backup.on': 'Key backup is on for this device.',
+  'e2e.cancel': 'Cancel',
   'rooms.mentions.one': '1 mention of you',
   'rooms.mentions.other': '{count} mentions of you',
   'link.join': 'You were invited to {room}. Join it?',

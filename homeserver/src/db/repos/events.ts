@@ -78,6 +78,7 @@ export class EventsRepo {
   readonly #lastSeq: Statement<[string, number], { seq: number }>
   readonly #reactionExists: Statement<[string, string, string], { event_id: string; content: string | null }>
   readonly #seqAtStream: Statement<[string, number], { seq: number }>
+  readonly #firstOfType: Statement<[string, string], EventRow>
 
   constructor(db: Database) {
     this.#insert = db.prepare(
@@ -136,6 +137,7 @@ export class EventsRepo {
          AND redacted_by IS NULL AND room_id = ?`,
     )
     this.#seqAtStream = db.prepare('SELECT seq FROM events WHERE room_id = ? AND stream_pos = ?')
+    this.#firstOfType = db.prepare('SELECT * FROM events WHERE room_id = ? AND type = ? ORDER BY seq LIMIT 1')
   }
 
   insert(row: Omit<EventRow, 'owner_sig' | 'owner_kid' | 'redacted_by'>): void {
@@ -218,6 +220,10 @@ export class EventsRepo {
     return this.#reactionExists.all(target, sender, roomId)
   }
   /** The seq of the event of `roomId` at stream position `streamPos`. */
+  /** The room's first event of a type (a scan of the room's events: callers cache the answer). */
+  firstOfType(roomId: string, type: string): EventRow | undefined {
+    return this.#firstOfType.get(roomId, type)
+  }
   seqAtStream(roomId: string, streamPos: number): number | undefined {
     return this.#seqAtStream.get(roomId, streamPos)?.seq
   }

@@ -12,6 +12,13 @@ export interface MembershipRow {
   stream_pos: number
 }
 
+/** A membership with the `m.member` event that set it, if this server holds that event. */
+export interface MembershipWithEvent extends MembershipRow {
+  sender: string | null
+  seq: number | null
+  content: string | null
+}
+
 export class MembershipsRepo {
   readonly #get: Statement<[string, string], MembershipRow>
   readonly #upsert: Statement<[string, string, string, number, number]>
@@ -21,6 +28,7 @@ export class MembershipsRepo {
   readonly #joinedCount: Statement<[string], { n: number }>
   readonly #serverMemberSince: Statement<[string, number, string, number], { one: number }>
   readonly #sharesRoomWith: Statement<[string, number, string], { one: number }>
+  readonly #withEvents: Statement<[string], MembershipWithEvent>
 
   constructor(db: Database) {
     this.#get = db.prepare('SELECT * FROM memberships WHERE room_id = ? AND user_id = ?')
@@ -44,6 +52,13 @@ export class MembershipsRepo {
     this.#sharesRoomWith = db.prepare(
       `SELECT 1 AS one FROM memberships me JOIN memberships them ON them.room_id = me.room_id
        WHERE me.user_id = ? AND me.membership = 'join' AND substr(them.user_id, -?) = ? LIMIT 1`,
+    )
+    // stream_pos is the events table's primary key: one lookup per member. A server that started the
+    // room from a snapshot may not hold an old member's event (then the event columns are null).
+    this.#withEvents = db.prepare(
+      `SELECT m.*, e.sender AS sender, e.seq AS seq, e.content AS content FROM memberships m
+       LEFT JOIN events e ON e.stream_pos = m.stream_pos AND e.type = 'm.member' AND e.state_key = m.user_id
+       WHERE m.room_id = ?`,
     )
   }
 
@@ -75,6 +90,10 @@ export class MembershipsRepo {
   sharesRoomWith(userId: string, server: string): boolean {
     const suffix = `:${server}`
     return this.#sharesRoomWith.get(userId, suffix.length, suffix) !== undefined
+  }
+  /** Every membership of a room (any state) with its `m.member` event's sender, seq and content. */
+  withEvents(roomId: string): MembershipWithEvent[] {
+    return this.#withEvents.all(roomId)
   }
   joinedCount(roomId: string): number {
     return this.#joinedCount.get(roomId)!.n

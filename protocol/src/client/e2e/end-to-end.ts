@@ -4,27 +4,29 @@
  * keys shared in to-device envelopes, and group messages encrypted before they reach the outbox and
  * decrypted as they arrive. The servers see `m.encrypted` events and envelopes only.
  *
- * Key backup and a user's further devices (E2E.md sections 2.1 and 2.5) are in `key-backup.ts` and
+ * Membership changes of encrypted rooms are signed by this device and other members' are validated
+ * before keys are shared (E2E.md section 2.3; `signed-membership.ts`, `membership.ts`). Key backup and
+ * a user's further devices (E2E.md sections 2.1 and 2.5) are in `key-backup.ts` and
  * `own-device-list.ts`: {@link EndToEnd.enableBackup}, {@link EndToEnd.restoreFromBackup}.
  *
- * Not yet here (docs/e2e.md, "Not built yet"): signed membership events (the membership epoch is an
- * interim hash of the member list), adding a device from another own device (QR), and encrypting
- * while offline (a send needs the keys of the room's devices, so it fails with a clear error instead
- * of queueing).
+ * Not yet here (docs/e2e.md, "Not built yet"): adding a device from another own device (QR). A send
+ * needs the keys of the room's devices: while they cannot be fetched it fails with
+ * {@link KeysUnavailableError}, and the app keeps it queued.
  */
-import { canonicalJson } from '../../canonical-json.ts'
 import type { JsonObject } from '../../canonical-json.ts'
 import * as e2e from '../../crypto/e2e/index.ts'
 import { sodiumReady } from '../../crypto/sodium.ts'
-import { fromBase64Url, fromUtf8, toBase64Url, utf8 } from '../../encoding.ts'
+import { fromBase64Url, fromUtf8, toBase64Url } from '../../encoding.ts'
 import type { ClientEvent } from '../../schema/events.ts'
 import type { KeysQueryResponse, SignedDeviceList, SignedPrekey } from '../../schema/keys.ts'
+import type { CreateRoomBody } from '../../schema/rest.ts'
 import type { ParleyClient, SendOptions, SendResult, ToDeviceMessage } from '../client.ts'
 import { NetworkError } from '../errors.ts'
 import { TypedEmitter } from '../emitter.ts'
 import { E2eStore, type DeviceRecord, type OutboundRecord, type PeerRecord } from './e2e-store.ts'
 import { KeyBackup, type BackupSecret, type PassphraseKdf } from './key-backup.ts'
 import { addOwnDevice, newerOwnDeviceList } from './own-device-list.ts'
+import { SignedMembership } from './signed-membership.ts'
 
 /** The to-device event type that carries room keys. */
 export const ROOM_KEY_EVENT = 'm.room_key'
@@ -46,6 +48,8 @@ export interface E2eWarning {
     | 'backup_untrusted'
     /** A backup record failed its AEAD on restore (the server cannot inject sessions): skipped. */
     | 'backup_record_rejected'
+    /** The server changed someone's membership without a valid signed statement ("server tried to add X"). */
+    | 'membership_unsigned'
   readonly user_id: string
   readonly detail: string
 }
@@ -151,6 +155,7 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   #sending: Promise<unknown> = Promise.resolve()
   #backup!: KeyBackup
   #needsVerification = false
+  readonly #membership: SignedMembership
 
   private constructor(
     client: ParleyClient,
@@ -177,6 +182,16 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
         seenEphemeralHashes: p.seen,
       })),
     )
+    this.#membership = new SignedMembership({
+      api: client.api,
+      store: client.store,
+      dsk: this.#dsk,
+      userId: device.user_id,
+      deviceId: device.device_id,
+      devicesOf: async (users) =>
+        new Map([...(await this.#devicesOf(users))].map(([u, ts]) => [u, ts.map((t) => t.device)])),
+      warn: (p) => this.#warn({ kind: 'membership_unsigned', user_id: p.user_id, detail: p.detail }),
+    })
   }
 
   /**
@@ -270,6 +285,16 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   }
 
   // ---- key backup and own devices (key-backup.ts, own-device-list.ts) ----
+
+  /** The key backup version this device uploads to, or null when it has none (not set up, or not restored). */
+  get backupVersion(): string | null {
+    return this.#backup.version
+  }
+
+  /** Whether this device holds the user's identity key (and so can set up a backup or sign lists). */
+  get holdsIdentityKey(): boolean {
+    return this.#device.uik !== null
+  }
 
   /**
    * Creates a new key backup (E2E.md section 2.5) on a device holding the user's identity key:
@@ -415,6 +440,37 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     e2e.verifyDeviceList(served, { userId, uik: bytes(served.uik) })
     this.#peers[userId] = { uik: served.uik, verified: false, device_list: served }
     await this.#store.putPeers(this.#peers)
+  }
+
+  // ---- signed membership (E2E.md section 2.3) ----
+
+  /** Invites `user` to an encrypted room with this device's signed statement. */
+  invite(room: string, user: string, reason?: string): Promise<void> {
+    return this.#membership.invite(room, user, reason)
+  }
+  /** Joins (accepts an invite to) an encrypted room with this device's signed statement. */
+  join(room: string): Promise<void> {
+    return this.#membership.join(room)
+  }
+  /** Leaves an encrypted room with this device's signed statement. */
+  leave(room: string): Promise<void> {
+    return this.#membership.leave(room)
+  }
+  /** Removes `user` from an encrypted room with this device's signed statement. */
+  kick(room: string, user: string, reason?: string): Promise<void> {
+    return this.#membership.kick(room, user, reason)
+  }
+  /** Bans `user` from an encrypted room with this device's signed statement. */
+  ban(room: string, user: string, reason?: string): Promise<void> {
+    return this.#membership.ban(room, user, reason)
+  }
+  /** Creates a room; an encrypted one is created empty, then each person is invited with a signed statement. */
+  createRoom(body: CreateRoomBody): Promise<string> {
+    return this.#membership.createRoom(body)
+  }
+  /** Turns encryption on in a room, signing a snapshot of its members as the roots of its membership log. */
+  enableEncryption(room: string): Promise<void> {
+    return this.#membership.enableEncryption(room)
   }
 
   // ---- own keys ----
@@ -575,16 +631,16 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   }
 
   async #encrypt(room: string, type: string, content: JsonObject): Promise<e2e.GroupMessage> {
-    const api = this.#client.api
-    const members = (await api.members(room))
-      .filter((m) => m.membership === 'join' || m.membership === 'invite')
-      .map((m) => m.user_id)
-      .sort()
     const changes = { identityChanged: false, deviceRemoved: false }
     const unreachable = new Set<string>()
-    const devices = await this.#devicesOf(members, changes, unreachable)
+    // Validated members only (E2E.md section 2.3): what the server adds without a signature gets nothing.
+    const { members, devices, epoch } = await this.#membership.validate(
+      room,
+      (users) => this.#devicesOf(users, changes, unreachable),
+      (t) => t.device,
+    )
     const now = this.#now()
-    const targets = [...devices.values()].flat()
+    const targets = members.flatMap((m) => devices.get(m) ?? [])
     const keyOf = (t: DeviceTarget) => `${t.userId}|${t.device.deviceId}|${b64(t.device.dsk)}`
     const current = new Set(targets.map(keyOf))
     let outbound = this.#outbound.get(room) ?? (await this.#loadOutbound(room))
@@ -597,7 +653,7 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
       // Members whose server is away would miss the new session's key: wait for them (nothing sent).
       if (unreachable.size > 0) throw new KeysUnavailableError([...unreachable])
       outbound?.session.dispose()
-      outbound = await this.#newOutbound(room, members, now)
+      outbound = await this.#newOutbound(room, members, bytes(epoch), now)
     }
     const missing = [...unreachable].filter(
       (user) => !devices.has(user) || devices.get(user)!.some((t) => !outbound.shared.has(keyOf(t))),
@@ -614,12 +670,17 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     return message
   }
 
-  async #newOutbound(room: string, members: readonly string[], now: number): Promise<Outbound> {
+  async #newOutbound(
+    room: string,
+    members: readonly string[],
+    membershipEpoch: Uint8Array,
+    now: number,
+  ): Promise<Outbound> {
     const session = e2e.OutboundGroupSession.create({
       roomId: room,
       senderUser: this.userId,
       senderDev: this.deviceId,
-      membershipEpoch: interimMembershipEpoch(room, members),
+      membershipEpoch,
       now,
     })
     // Our own messages come back from the server: this device keeps the key to read them.
@@ -833,17 +894,6 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
       return { status: 'failed', reason: describe(error) }
     }
   }
-}
-
-/**
- * Until membership events are signed (E2E.md section 2.3), the epoch binds each session to the member
- * list its sender saw: BLAKE2b-256 of the room and the sorted user ids.
- */
-function interimMembershipEpoch(room: string, members: readonly string[]): Uint8Array {
-  return e2e.generichash(
-    32,
-    utf8(`e2e/v1/epoch-interim${canonicalJson({ room, members: [...members].sort() })}`),
-  )
 }
 
 /** The crypto core's device list as the wire schema types it (the same JSON; its arrays are readonly). */
