@@ -247,11 +247,12 @@ describe('end-to-end encryption in the web client', () => {
     await intruder.api.publishPrekey(identity.prekey(session.device_id) as never)
     intruder.close()
 
-    const room = await roomId(cy)
-    await say(cy, 'held back')
+    // cy's client hears of the change and checks at once: the blocking dialog comes before any send.
     const blocking = cy.locator('[data-testid="identity-blocked"]')
     await blocking.waitFor({ timeout: 15_000 })
     expect(await blocking.textContent()).toContain(`@dee:${GLOBEX}`)
+    const room = await roomId(cy)
+    await say(cy, 'held back')
     await expectText(cy, '[data-testid="unsent"]', 'held back')
     // Nothing left cy for that room: dee's timeline never gets it.
     expect(await dee.locator('[data-testid="message"]', { hasText: 'held back' }).count()).toBe(0)

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { e2e } from '@parley/protocol/crypto'
 import { IdentityChangedError, type ParleyClient } from '@parley/protocol/client'
 import { memoryLogger } from './helpers.ts'
-import { dataBytes } from './support/e2e.ts'
+import { dataBytes, Identity } from './support/e2e.ts'
 import { bodies, bodyOf, e2ePerson, sessionOf, waitForRoom, type Person } from './support/e2e-person.ts'
 import { startFederation, type Federation } from './support/federation.ts'
 
@@ -105,6 +105,59 @@ describe('end-to-end encrypted chat across two servers', () => {
     expect(bodies(carol, group)).toEqual(['all three of us'])
   }, 60_000)
 
+  it('repeated sends reuse the validated members and keys; a membership or key change makes the next send ask again', async () => {
+    fed = await startFederation([ACME, GLOBEX])
+    const alice = await person(ACME, 'alice')
+    const bob = await person(GLOBEX, 'bob')
+    const carol = await person(ACME, 'carol')
+    const group = await alice.e2e.createRoom({ kind: 'group', name: 'Cached', encrypted: true })
+    for (const p of [bob, carol]) {
+      await alice.e2e.invite(group, p.e2e.userId)
+      await waitForRoom(p.client, group)
+      await p.e2e.join(group)
+    }
+    // Counts alice's membership and key lookups from here on.
+    const asked = { membership: 0, keys: 0 }
+    const api = alice.client.api
+    const membership = api.membership.bind(api)
+    const queryKeys = api.queryKeys.bind(api)
+    api.membership = (room) => (asked.membership++, membership(room))
+    api.queryKeys = (users) => (asked.keys++, queryKeys(users))
+
+    await alice.e2e.send(group, 'm.message', { body: 'one' })
+    await bob.waitFor(group, 'one')
+    const first = { ...asked }
+    expect(first.membership).toBeGreaterThan(0)
+    for (const body of ['two', 'three', 'four']) await alice.e2e.send(group, 'm.message', { body })
+    await bob.waitFor(group, 'four')
+    expect(asked).toEqual(first)
+
+    // Her own kick: the next send asks again and rotates (carol must not read it).
+    await alice.e2e.kick(group, carol.e2e.userId)
+    await alice.e2e.send(group, 'm.message', { body: 'without carol' })
+    await bob.waitFor(group, 'without carol')
+    // (Asked when signing the kick, and again for the send.)
+    expect(asked.membership).toBeGreaterThan(first.membership + 1)
+    expect(sessionOf(bob, group, 'without carol')).not.toBe(sessionOf(bob, group, 'four'))
+    const second = { ...asked }
+
+    // bob's identity key changes on the other server (a reset): the push drops alice's view, and the
+    // next send sees the new key (a warning, a new session).
+    const changed = new Promise<void>((resolve) => {
+      const off = alice.client.on('keys_changed', ({ user_id }) => {
+        if (user_id === bob.e2e.userId) resolve(off())
+      })
+    })
+    const reset = new Identity(bob.e2e.userId)
+    await bob.client.api.publishDeviceList(wireList(reset.next(['RESETDEVICE1'])))
+    await changed
+    await alice.e2e.send(group, 'm.message', { body: 'after the change' })
+    await alice.waitFor(group, 'after the change')
+    expect(asked.keys).toBeGreaterThan(second.keys)
+    expect(alice.warnings.map((w) => w.kind)).toContain('identity_changed')
+    expect(sessionOf(alice, group, 'after the change')).not.toBe(sessionOf(alice, group, 'without carol'))
+  }, 60_000)
+
   it('a changed identity key warns; for a verified contact it blocks sending until accepted again', async () => {
     fed = await startFederation([ACME, GLOBEX])
     const alice = await person(ACME, 'alice')
@@ -126,11 +179,16 @@ describe('end-to-end encrypted chat across two servers', () => {
     const swapped = e2e.signDeviceList(uik, bob.e2e.userId, [
       { deviceId: 'SWAPPEDDEV01', dsk: device.dsk.publicKey, dxk: device.dxk.publicKey, addedTs: 1 },
     ])
-    await bob.client.api.publishDeviceList({ ...swapped, devices: swapped.devices.map((d) => ({ ...d })) })
+    await bob.client.api.publishDeviceList(wireList(swapped))
+    // alice hears of it (keys_changed, over federation) and checks at once: the warning comes first.
+    await alice.waitUntil(() => alice.warnings.length > 0)
     await expect(alice.e2e.send(dm, 'm.message', { body: 'to the new key?' })).rejects.toBeInstanceOf(
       IdentityChangedError,
     )
-    expect(alice.warnings.map((w) => [w.kind, w.user_id])).toEqual([['identity_changed', bob.e2e.userId]])
+    // (Once when alice heard of the change, once more when she tried to send.)
+    expect(new Set(alice.warnings.map((w) => `${w.kind} ${w.user_id}`))).toEqual(
+      new Set([`identity_changed ${bob.e2e.userId}`]),
+    )
     // Alice accepts the new key after the warning: a new safety number, no longer verified.
     await alice.e2e.acceptIdentity(bob.e2e.userId)
     expect(alice.e2e.safetyNumber(bob.e2e.userId)).not.toBe(number)
@@ -138,3 +196,8 @@ describe('end-to-end encrypted chat across two servers', () => {
     await alice.e2e.send(dm, 'm.message', { body: 'sent after accepting' })
   }, 60_000)
 })
+
+/** The crypto core's device list as the wire schema types it. */
+function wireList(list: e2e.SignedDeviceList) {
+  return { ...list, devices: list.devices.map((d) => ({ ...d })) }
+}

@@ -228,6 +228,7 @@ describe('E2E-3: the server injects devices and keys (E2E.md section 3 rows 11 a
     const wire = (l: e2e.SignedDeviceList) => ({ ...l, devices: l.devices.map((d) => ({ ...d })) })
     const v2 = e2e.signDeviceList(uik, bob.e2e.userId, devices, v1)
     await bob.client.api.publishDeviceList(wire(v2))
+    await announceKeys(proxy, alice, bob.e2e.userId)
     await alice.e2e.send(room, 'm.message', { body: 'v2' })
     expect(alice.warnings).toEqual([])
 
@@ -239,6 +240,7 @@ describe('E2E-3: the server injects devices and keys (E2E.md section 3 rows 11 a
       answer.device_lists[bob.e2e.userId] = serve
       return answer
     })
+    await announceKeys(proxy, alice, bob.e2e.userId)
     await alice.e2e.send(room, 'm.message', { body: 'after rollback' })
     await bob.waitFor(room, 'after rollback')
     expect(alice.warnings.map((w) => [w.kind, w.detail])).toEqual([
@@ -259,8 +261,10 @@ describe('E2E-3: the server injects devices and keys (E2E.md section 3 rows 11 a
       v2,
     )
     serve = v3a
+    await announceKeys(proxy, alice, bob.e2e.userId)
     await alice.e2e.send(room, 'm.message', { body: 'v3a' })
     serve = v3b
+    await announceKeys(proxy, alice, bob.e2e.userId)
     await alice.e2e.send(room, 'm.message', { body: 'v3b?' })
     expect(alice.warnings.map((w) => [w.kind, w.detail])).toEqual([
       ['device_list_rollback', 'version 1 after 2'],
@@ -357,3 +361,17 @@ describe('E2E-3: the server injects devices and keys (E2E.md section 3 rows 11 a
     expect((bob.seen.get(room) ?? []).filter((x) => bodyOf(x) !== undefined)).toHaveLength(1)
   }, 30_000)
 })
+
+/**
+ * The server says `userId`'s keys changed (as it would to make `p` ask again and see what it serves
+ * next: a client reuses a room's keys between sends until told); resolves once `p` heard it.
+ */
+async function announceKeys(proxy: EvilProxy, p: Person, userId: string): Promise<void> {
+  const heard = new Promise<void>((resolve) => {
+    const off = p.client.on('keys_changed', ({ user_id }) => {
+      if (user_id === userId) resolve(off())
+    })
+  })
+  proxy.injectToClients({ type: 'keys_changed', user_id: userId })
+  await heard
+}

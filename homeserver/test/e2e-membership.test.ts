@@ -55,6 +55,20 @@ async function inject(server: TestServer, draft: Draft): Promise<void> {
   }
 }
 
+/**
+ * Runs `act` (a membership change the server makes) and resolves once `p`'s client got the room's
+ * next `m.member` event: a client reuses a room's validated members between sends until one arrives.
+ */
+async function heard(p: Person, room: string, act: () => Promise<void>): Promise<void> {
+  const got = new Promise<void>((resolve) => {
+    const off = p.client.on('event', ({ event }) => {
+      if (event.room === room && event.type === 'm.member') resolve(off())
+    })
+  })
+  await act()
+  await got
+}
+
 /** Room-key envelopes waiting in `server`'s to-device store for the device (not yet fetched by it). */
 function envelopesFor(server: TestServer, deviceId: string): number {
   return server.services.repos.toDevice
@@ -261,13 +275,15 @@ describe('row 12: a homeserver that writes membership itself', () => {
     expect(envelopesFor(acme, dave.e2e.deviceId)).toBe(1)
 
     // acme puts mallory in without any statement, and removes bob with a statement it forged.
-    await inject(acme, {
-      room,
-      type: 'm.member',
-      stateKey: mallory.e2e.userId,
-      sender: mallory.e2e.userId,
-      content: { membership: 'join' },
-    })
+    await heard(alice, room, () =>
+      inject(acme, {
+        room,
+        type: 'm.member',
+        stateKey: mallory.e2e.userId,
+        sender: mallory.e2e.userId,
+        content: { membership: 'join' },
+      }),
+    )
     const forgedBy = new Identity(alice.e2e.userId)
     forgedBy.next([alice.e2e.deviceId])
     const forged = forgedBy.statement(alice.e2e.deviceId, {
@@ -275,13 +291,15 @@ describe('row 12: a homeserver that writes membership itself', () => {
       target: bob.e2e.userId,
       membership: 'leave',
     })
-    await inject(acme, {
-      room,
-      type: 'm.member',
-      stateKey: bob.e2e.userId,
-      sender: alice.e2e.userId,
-      content: { membership: 'leave', statement: { ...forged } },
-    })
+    await heard(alice, room, () =>
+      inject(acme, {
+        room,
+        type: 'm.member',
+        stateKey: bob.e2e.userId,
+        sender: alice.e2e.userId,
+        content: { membership: 'leave', statement: { ...forged } },
+      }),
+    )
     const shown = await membershipOf(acme, await tokenOf(alice), room)
     expect(shown.members.find((m) => m.user_id === mallory.e2e.userId)?.membership).toBe('join')
 
@@ -321,13 +339,15 @@ describe('row 12: a homeserver that writes membership itself', () => {
     await alice.e2e.send(room, 'm.message', { body: 'after the kick' })
     await alice.waitFor(room, 'after the kick')
     // acme shows carol's old, validly signed join again.
-    await inject(acme, {
-      room,
-      type: 'm.member',
-      stateKey: carol.e2e.userId,
-      sender: carol.e2e.userId,
-      content: { membership: 'join', statement: { ...oldJoin } },
-    })
+    await heard(alice, room, () =>
+      inject(acme, {
+        room,
+        type: 'm.member',
+        stateKey: carol.e2e.userId,
+        sender: carol.e2e.userId,
+        content: { membership: 'join', statement: { ...oldJoin } },
+      }),
+    )
     await alice.e2e.send(room, 'm.message', { body: 'after the replay' })
     await alice.waitFor(room, 'after the replay')
     expect(envelopesFor(acme, carol.e2e.deviceId)).toBe(1)

@@ -357,6 +357,13 @@ export class Encryption {
   }
 
   #warn(warning: E2eWarning): void {
+    // A verified contact's new identity key: messages to them wait for the user (blocking dialog).
+    if (
+      warning.kind === 'identity_changed' &&
+      this.#e2e?.isVerified(warning.user_id) &&
+      !this.blocked.includes(warning.user_id)
+    )
+      this.blocked = [...this.blocked, warning.user_id]
     const rest = this.warnings.filter((w) => !(w.kind === warning.kind && w.user_id === warning.user_id))
     this.warnings = [...rest, warning].slice(-20)
   }

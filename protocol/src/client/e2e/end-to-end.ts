@@ -32,6 +32,12 @@ import { SignedMembership } from './signed-membership.ts'
 export const ROOM_KEY_EVENT = 'm.room_key'
 /** The room event type of encrypted messages. */
 export const ENCRYPTED_EVENT = 'm.encrypted'
+/**
+ * How long a room's validated members and their devices are reused for sending without asking the
+ * server again. Changes normally arrive first (an `m.member` event, a `keys_changed` push, a
+ * reconnection: each drops the cached view); this bounds a missed push.
+ */
+const ROOM_VIEW_TTL_MS = 10 * 60_000
 /** Users per `POST /keys/query`. */
 const QUERY_CHUNK = 100
 
@@ -125,6 +131,13 @@ interface DeviceTarget {
   readonly prekey: SignedPrekey | undefined
 }
 
+interface RoomView {
+  readonly members: readonly string[]
+  readonly devices: ReadonlyMap<string, readonly DeviceTarget[]>
+  readonly epoch: string
+  readonly fetchedAt: number
+}
+
 interface Outbound {
   readonly session: e2e.OutboundGroupSession
   readonly members: readonly string[]
@@ -149,6 +162,8 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   #peers: Record<string, PeerRecord>
   readonly #inbound = new Map<string, e2e.InboundGroupSession>()
   readonly #outbound = new Map<string, Outbound>()
+  /** Each room's validated members and their devices, as the last send fetched them (see ROOM_VIEW_TTL_MS). */
+  readonly #roomViews = new Map<string, RoomView>()
   #seen: Record<string, string>
   readonly #decrypted = new Map<string, Decryption>()
   /** One room's send at a time, in order (sessions are stateful). */
@@ -258,7 +273,16 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     self.#needsVerification = self.#device.device_list === null
     client.on('keys_changed', ({ user_id }) => {
       if (user_id === self.userId) self.#refreshOwnList().catch(() => {})
+      for (const [room, view] of self.#roomViews) if (view.devices.has(user_id)) self.#roomViews.delete(room)
+      // A verified contact changed keys: check now, so a changed identity blocks before the next send.
+      if (user_id !== self.userId && self.#peers[user_id]?.verified)
+        self.#devicesOf([user_id]).catch(() => {})
     })
+    client.on('event', ({ event }) => {
+      if (event.type === 'm.member' || event.type === 'm.room.encryption') self.#roomViews.delete(event.room)
+    })
+    // Pushes missed while disconnected (keys_changed is not replayed): ask again after a reconnection.
+    client.on('ready', () => self.#roomViews.clear())
     // Uploads that failed while offline are retried on every new connection.
     client.on('ready', () => self.#backup.flush().catch(() => {}))
     return self
@@ -446,23 +470,23 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
 
   /** Invites `user` to an encrypted room with this device's signed statement. */
   invite(room: string, user: string, reason?: string): Promise<void> {
-    return this.#membership.invite(room, user, reason)
+    return this.#changed(room, this.#membership.invite(room, user, reason))
   }
   /** Joins (accepts an invite to) an encrypted room with this device's signed statement. */
   join(room: string): Promise<void> {
-    return this.#membership.join(room)
+    return this.#changed(room, this.#membership.join(room))
   }
   /** Leaves an encrypted room with this device's signed statement. */
   leave(room: string): Promise<void> {
-    return this.#membership.leave(room)
+    return this.#changed(room, this.#membership.leave(room))
   }
   /** Removes `user` from an encrypted room with this device's signed statement. */
   kick(room: string, user: string, reason?: string): Promise<void> {
-    return this.#membership.kick(room, user, reason)
+    return this.#changed(room, this.#membership.kick(room, user, reason))
   }
   /** Bans `user` from an encrypted room with this device's signed statement. */
   ban(room: string, user: string, reason?: string): Promise<void> {
-    return this.#membership.ban(room, user, reason)
+    return this.#changed(room, this.#membership.ban(room, user, reason))
   }
   /** Creates a room; an encrypted one is created empty, then each person is invited with a signed statement. */
   createRoom(body: CreateRoomBody): Promise<string> {
@@ -470,7 +494,19 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   }
   /** Turns encryption on in a room, signing a snapshot of its members as the roots of its membership log. */
   enableEncryption(room: string): Promise<void> {
-    return this.#membership.enableEncryption(room)
+    return this.#changed(room, this.#membership.enableEncryption(room))
+  }
+
+  /**
+   * A membership change of ours: the next send asks for the room's members again, even before the
+   * server's `m.member` event comes back (a removed member must not get the next message).
+   */
+  async #changed(room: string, change: Promise<void>): Promise<void> {
+    try {
+      await change
+    } finally {
+      this.#roomViews.delete(room)
+    }
   }
 
   // ---- own keys ----
@@ -633,12 +669,7 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   async #encrypt(room: string, type: string, content: JsonObject): Promise<e2e.GroupMessage> {
     const changes = { identityChanged: false, deviceRemoved: false }
     const unreachable = new Set<string>()
-    // Validated members only (E2E.md section 2.3): what the server adds without a signature gets nothing.
-    const { members, devices, epoch } = await this.#membership.validate(
-      room,
-      (users) => this.#devicesOf(users, changes, unreachable),
-      (t) => t.device,
-    )
+    const { members, devices, epoch } = await this.#roomView(room, changes, unreachable)
     const now = this.#now()
     const targets = members.flatMap((m) => devices.get(m) ?? [])
     const keyOf = (t: DeviceTarget) => `${t.userId}|${t.device.deviceId}|${b64(t.device.dsk)}`
@@ -668,6 +699,31 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     // Stored before it is sent: an index is never used twice, even across a crash.
     await this.#saveOutbound(room, outbound)
     return message
+  }
+
+  /**
+   * The room's validated members (E2E.md section 2.3: what the server adds without a signature gets
+   * nothing) and their verified devices: from the last send while nothing changed, else asked anew.
+   * Only a complete view is kept (every member's server answered, nothing changed on the way).
+   */
+  async #roomView(
+    room: string,
+    changes: { identityChanged: boolean; deviceRemoved: boolean },
+    unreachable: Set<string>,
+  ): Promise<RoomView> {
+    const now = this.#now()
+    const cached = this.#roomViews.get(room)
+    if (cached && now - cached.fetchedAt < ROOM_VIEW_TTL_MS) return cached
+    this.#roomViews.delete(room)
+    const validated = await this.#membership.validate(
+      room,
+      (users) => this.#devicesOf(users, changes, unreachable),
+      (t) => t.device,
+    )
+    const view = { ...validated, fetchedAt: now }
+    if (unreachable.size === 0 && !changes.identityChanged && !changes.deviceRemoved)
+      this.#roomViews.set(room, view)
+    return view
   }
 
   async #newOutbound(
