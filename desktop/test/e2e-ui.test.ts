@@ -133,6 +133,15 @@ describe('end-to-end encryption in the web client', () => {
     await say(ben, canaries.groupFromBen)
     await expectText(ada, '[data-testid="message"]', canaries.groupFromBen)
 
+    // The server cannot search encrypted rooms: the app searches what it decrypted, on the device.
+    await ada.getByLabel('Search messages').fill('DM-0B9E')
+    const hit = ada.locator('[data-testid="search-hit"]')
+    await expect.poll(() => hit.count()).toBe(1)
+    expect(await hit.textContent()).toContain(canaries.dmFromBen)
+    await hit.click()
+    await expect.poll(() => ada.locator('.room-header h2').textContent()).toBe(`@ben:${GLOBEX}`)
+    await expectText(ada, '[data-testid="message"]', canaries.dmFromBen)
+
     // The servers relayed ciphertext only: no canary in any file, file name or log line of either.
     for (const name of [ACME, GLOBEX]) {
       const disk = await dataBytes(fed.get(name).dataDir)

@@ -20,6 +20,7 @@ import { Encryption } from './encryption.svelte.ts'
 import { MediaCache } from './media-cache.ts'
 import type { DeepLink, DesktopApi } from './desktop-api.ts'
 import { mentionsIn, mentionsUser } from './mentions.ts'
+import { LocalSearch } from './local-search.ts'
 import { listedRoom, type ListedRoom } from './preview.ts'
 import { RoomTimeline } from './room-timeline.ts'
 import type { UnreadMark } from './timeline-layout.ts'
@@ -68,10 +69,15 @@ export class Chat {
   #client: ParleyClient | null = null
   #roomsTimer: ReturnType<typeof setTimeout> | null = null
 
+  /** Message search on this device, over what it showed (decrypted), kept sealed (lib/local-search.ts). */
+  readonly search: LocalSearch
+
   constructor(
     private readonly store: AppStore,
     private readonly desktop: DesktopApi,
-  ) {}
+  ) {
+    this.search = new LocalSearch(store, () => this.rooms.map((r) => r.room_id))
+  }
 
   /**
    * Picks up a stored session, if any, and shows the cached room list at once; the client then
@@ -503,7 +509,9 @@ export class Chat {
 
   /** Adds events to a room's timeline (decrypted where they can be); true if any was new. */
   #insertEvents(room: string, events: readonly ClientEvent[]): boolean {
-    if (this.roomTimeline(room).insert(events.map((e) => this.encryption.reveal(e))) === 0) return false
+    const revealed = events.map((e) => this.encryption.reveal(e))
+    void this.search.add(room, revealed)
+    if (this.roomTimeline(room).insert(revealed) === 0) return false
     this.#bump(room)
     return true
   }
@@ -514,7 +522,9 @@ export class Chat {
     page: { events: readonly ClientEvent[]; next_before?: number | undefined },
   ): boolean {
     const timeline = this.roomTimeline(room)
-    const added = timeline.insert(page.events.map((e) => this.encryption.reveal(e))) > 0
+    const revealed = page.events.map((e) => this.encryption.reveal(e))
+    void this.search.add(room, revealed)
+    const added = timeline.insert(revealed) > 0
     if (page.next_before === undefined && !timeline.atStart) {
       timeline.atStart = true
       timeline.touch()
@@ -578,6 +588,7 @@ export class Chat {
     const atStart = timeline.atStart
     timeline.clear()
     timeline.insert(after)
+    void this.search.add(room, after)
     timeline.atStart ||= atStart
     this.#bump(room)
     this.#timelineChanged(room)
@@ -719,6 +730,7 @@ export class Chat {
     this.#timelineTimer = null
     this.#timelinesToCache.clear()
     if (client) await client.logout().catch(() => client.close())
+    this.search.reset()
     await this.store.clear()
     this.me = null
     this.rooms = []

@@ -53,6 +53,9 @@ const en = {
   'e2e.enable': 'Turn on encryption',
   'e2e.enableConfirm': 'Encrypt this room from now on? This cannot be undone.',
   'e2e.enableYes': 'Encrypt',
+  'search.label': 'Search messages',
+  'search.none': 'No messages found on this device.',
+  'search.results': 'Messages found',
   'backup.heading': 'Key backup',
   'backup.newDevice':
     'This device cannot read encrypted messages yet. Enter your recovery key or backup passphrase to add it to your devices.',
