@@ -8,7 +8,9 @@
  * - "server can't read": every canary is absent from both servers' files (database, WAL, media, file
  *   names) and logs;
  * - row 13 in the UI: the verified contact's identity key is swapped (the server hands out a new one):
- *   sending is held with a blocking dialog, nothing is sent, and accepting the new key lets it go.
+ *   sending is held with a blocking dialog, nothing is sent, and accepting the new key lets it go;
+ * - row 12 in the UI: the room owner's server writes an unsigned join of a third user into its log:
+ *   the app shows "the server tried to add" that user, who gets no room key, and the member still reads.
  */
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -16,7 +18,7 @@ import { MemoryStore, ParleyClient } from '@parley/protocol/client'
 import type { e2e } from '@parley/protocol/crypto'
 import WebSocket from 'ws'
 import { memoryLogger } from '../../homeserver/test/helpers.ts'
-import { dataBytes, Identity } from '../../homeserver/test/support/e2e.ts'
+import { dataBytes, Identity, inject } from '../../homeserver/test/support/e2e.ts'
 import type { Federation } from '../../homeserver/test/support/federation.ts'
 import { say, signUp, startWebSuite, type WebSuite } from './support/browser.ts'
 
@@ -273,6 +275,63 @@ describe('end-to-end encryption in the web client', () => {
     await expectText(cy, `main[data-room-id="${room}"] [data-testid="message"]`, 'held back')
     // The new key is not verified: the header offers verification again.
     await expectText(cy, '[data-testid="verify"]', `Verify @dee:${GLOBEX}`)
+    expect(problems).toEqual([])
+  }, 90_000)
+
+  it('the server tried to add a member: an unsigned join is shown as a warning and gets no room key (row 12)', async () => {
+    const ivy = await open(ACME)
+    const jo = await open(GLOBEX)
+    await signUpWithKeys(ivy, 'ivy')
+    await signUpWithKeys(jo, 'jo')
+    await ivy.getByLabel('User id, e.g. @bob:globex.example').fill(`@jo:${GLOBEX}`)
+    await ivy.getByLabel('Group name').fill('Signed only')
+    await ivy.getByLabel('End-to-end encrypted (cannot be turned off later)').check()
+    await ivy.getByRole('button', { name: 'New group' }).click()
+    await ivy.locator('.room-header [data-testid="room-encrypted"]').waitFor({ timeout: 15_000 })
+    await expect.poll(() => ivy.locator('.room-header h2').textContent()).toBe('Signed only')
+    await jo.locator('[data-testid="join"]').click({ timeout: 15_000 })
+    await expectText(ivy, '.notice', `@jo:${GLOBEX} joined`)
+    await say(ivy, 'before the server meddles')
+    await expectText(jo, '[data-testid="message"]', 'before the server meddles')
+    const room = await roomId(ivy)
+
+    // kim@acme exists, with a signed device list and a prekey (so an envelope could be sealed to her
+    // device if the app took her for a member), and stays offline: what is sent to her stays in
+    // acme's to-device store for the test to read.
+    const kimClient = await ParleyClient.register(fed.urls[ACME]!, 'kim', 'correct horse battery', {
+      store: new MemoryStore(),
+      WebSocket: WebSocket as never,
+    })
+    const kim = (await kimClient.store.getSession())!
+    const kimIdentity = new Identity(kim.user_id)
+    await kimClient.api.publishDeviceList(wire(kimIdentity.next([kim.device_id])))
+    await kimClient.api.publishPrekey(kimIdentity.prekey(kim.device_id) as never)
+    kimClient.close()
+
+    // acme, the room's owner, writes kim's join into its log with no statement, bypassing its rules.
+    const acme = fed.get(ACME)
+    await inject(acme, {
+      room,
+      type: 'm.member',
+      stateKey: kim.user_id,
+      sender: kim.user_id,
+      content: { membership: 'join' },
+    })
+    // The app got the event (the server's view shows kim in the room).
+    await expectText(ivy, '.notice', `${kim.user_id} joined`)
+
+    await say(ivy, 'after the server meddled')
+    const warning = ivy.locator('[data-testid="e2e-warning"][data-kind="membership_unsigned"]')
+    await warning.first().waitFor({ timeout: 15_000 })
+    expect(await warning.count()).toBe(1)
+    expect(await warning.textContent()).toContain(`The server tried to add ${kim.user_id}`)
+    await expectText(jo, '[data-testid="message"]', 'after the server meddled')
+    await expect.poll(() => ivy.locator('[data-testid="pending"]').count()).toBe(0)
+    // No room key for kim's device, ever: nothing waits for it in acme's to-device store.
+    const envelopes = acme.services.repos.toDevice
+      .pending(kim.device_id, 0, 1000)
+      .filter((m) => m.event_type === 'm.room_key')
+    expect(envelopes).toEqual([])
     expect(problems).toEqual([])
   }, 90_000)
 })

@@ -3,17 +3,25 @@
  * sections 2.1 and 2.5, section 3 row 16): alice@acme backs up her room keys, signs in on a second
  * device, restores it with the recovery key or passphrase, and the new device reads history and new
  * messages from bob@globex (two federated servers). A wrong secret fails closed; a server that swaps
- * the backup metadata gets no uploads; a server that injects a session record gets it skipped. Also
+ * the backup metadata gets no uploads; a server that injects a session record gets it skipped. Row 15,
+ * second half: a room key forwarded by one's own second device without a request is refused. Also
  * the secret-storage slot of the homeserver (owner-only, size-limited).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { canonicalJson, toBase64Url } from '@parley/protocol'
+import { canonicalJson, fromBase64Url, toBase64Url } from '@parley/protocol'
 import { e2e } from '@parley/protocol/crypto'
 import { BackupError, type ParleyClient, type PassphraseKdf } from '@parley/protocol/client'
 import { nodePassphraseKdf } from '@parley/protocol/node'
 import { http, register, startTestServer, type TestServer, type TestUser } from './helpers.ts'
 import { startFederation, type Federation } from './support/federation.ts'
-import { bodies, e2ePerson, waitForRoom, type Person, type PersonOptions } from './support/e2e-person.ts'
+import {
+  bodies,
+  e2ePerson,
+  encryptedRoom,
+  waitForRoom,
+  type Person,
+  type PersonOptions,
+} from './support/e2e-person.ts'
 
 const ACME = 'acme.localhost'
 const GLOBEX = 'globex.localhost'
@@ -230,6 +238,94 @@ describe('key backup and a second device across two servers', () => {
       content: { ...fake.encrypt({ room_id: dm, type: 'm.message', content: { body: 'forged' } }) },
     }
     expect(second.e2e.decrypt(forgedEvent).status).toBe('waiting')
+  }, 90_000)
+
+  it("row 15: a room key of bob's session forwarded unrequested by alice's own second device is refused; the message stays waiting", async () => {
+    const { alice, bob } = await aliceAndBob()
+    const { recoveryKey } = await alice.e2e.enableBackup()
+    const second = await person(ACME, 'alice', { login: true })
+    const aliceSeesSibling = nextOwnDevices(alice)
+    await second.e2e.restoreFromBackup({ recoveryKey })
+    await aliceSeesSibling
+    const me = alice.e2e.userId
+
+    // A session that device A never got and device B did: bob opens a new room with alice, and the
+    // envelope of its first session for A is lost on the way (servers may drop, E2E.md section 1;
+    // here bob's client leaves it out of the one to-device send). A forward must be of a session
+    // created by ANOTHER device: B sharing a session B created itself is ordinary key sharing (B is
+    // its creator), so the forwarded session here is bob's.
+    const room = await encryptedRoom(bob, [alice], 'group')
+    await waitForRoom(second.client, room)
+    const sendToDevice = bob.client.sendToDevice.bind(bob.client)
+    let dropped = 0
+    bob.client.sendToDevice = (eventType, messages) => {
+      const forAlice = messages[me]
+      if (eventType !== 'm.room_key' || !forAlice?.[alice.e2e.deviceId])
+        return sendToDevice(eventType, messages)
+      dropped++
+      const rest = { ...forAlice }
+      delete rest[alice.e2e.deviceId]
+      return sendToDevice(eventType, { ...messages, [me]: rest })
+    }
+    await bob.e2e.send(room, 'm.message', { body: 'only B got the key' })
+    bob.client.sendToDevice = sendToDevice
+    expect(dropped).toBe(1)
+    await second.waitFor(room, 'only B got the key')
+    await alice.waitUntil(() => (alice.seen.get(room) ?? []).length === 1)
+    const bobEvent = alice.seen.get(room)![0]!.event
+    const sessionId = (bobEvent.content as { session_id: string }).session_id
+    expect(bodies(alice, room)).toEqual(['waiting'])
+
+    // Device B, unasked, seals bob's session key (as B holds it) to device A in a valid envelope of
+    // its own: the envelope opens (B is in alice's signed list), but B is not the session's creator.
+    const stored = JSON.parse((await second.store.getItem(`e2e:in:${sessionId}`))!) as unknown
+    const roomKey = e2e.InboundGroupSession.fromState(stored).exportRoomKey()
+    const bDevice = JSON.parse((await second.store.getItem('e2e:device'))!) as { dxk: { secret: string } }
+    const keys = await second.client.api.queryKeys([me])
+    const ownList = e2e.verifyDeviceList(keys.device_lists[me], {
+      userId: me,
+      uik: fromBase64Url(second.e2e.identityKey!)!,
+    })
+    const target = ownList.devices.find((d) => d.deviceId === alice.e2e.deviceId)!
+    const envelope = e2e.sealEnvelope(
+      e2e.encodeRoomKeyPayload(roomKey),
+      {
+        userId: me,
+        deviceId: second.e2e.deviceId,
+        dxk: e2e.dhKeyPair(fromBase64Url(bDevice.dxk.secret)!),
+      },
+      {
+        userId: me,
+        deviceId: target.deviceId,
+        dxk: target.dxk,
+        dsk: target.dsk,
+        signedPrekey: keys.prekeys[me]![target.deviceId]!,
+      },
+    )
+    const keysForA: string[] = []
+    alice.e2e.on('room_key', ({ session_id }) => keysForA.push(session_id))
+    const handled = new Promise<void>((resolve) =>
+      alice.client.on('to_device', (m) => {
+        if (m.sender_device === second.e2e.deviceId) resolve()
+      }),
+    )
+    await second.client.sendToDevice('m.room_key', {
+      [me]: { [target.deviceId]: envelope as unknown as Record<string, unknown> },
+    })
+    await handled
+
+    expect(alice.warnings.map((w) => [w.kind, w.user_id])).toEqual([['room_key_rejected', me]])
+    expect(alice.warnings[0]!.detail).toContain('creator')
+    expect(keysForA).toEqual([])
+    expect(alice.e2e.decrypt(bobEvent)).toEqual({ status: 'waiting', sessionId })
+    expect(bodies(alice, room)).toEqual(['waiting'])
+
+    // The control: B's envelopes do reach A. A session B created itself is B's to share, and A reads it.
+    await second.e2e.send(room, 'm.message', { body: 'B shares its own session' })
+    await alice.waitFor(room, 'B shares its own session')
+    expect(bodies(alice, room)).toEqual(['waiting', 'B shares its own session'])
+    expect(alice.warnings).toHaveLength(1)
+    expect([...bob.warnings, ...second.warnings]).toEqual([])
   }, 90_000)
 })
 

@@ -11,7 +11,6 @@ import { fromBase64Url, sodiumReady, type JsonObject } from '@parley/protocol'
 import { e2e } from '@parley/protocol/crypto'
 import type { ParleyClient } from '@parley/protocol/client'
 import type { RoomMembershipResponse } from '@parley/protocol/schema'
-import type { Draft, RoomRules } from '../src/services/sequencer.ts'
 import {
   connect,
   createRoom,
@@ -22,7 +21,7 @@ import {
   type TestServer,
   type TestUser,
 } from './helpers.ts'
-import { Identity, putList } from './support/e2e.ts'
+import { Identity, inject, putList } from './support/e2e.ts'
 import { e2ePerson, sessionOf, waitForRoom, type Person, type PersonOptions } from './support/e2e-person.ts'
 import { startFederation, type Federation } from './support/federation.ts'
 
@@ -42,18 +41,6 @@ afterEach(async () => {
   await fed?.close()
   fed = null
 })
-
-/** What a compromised homeserver does: sequence an event into its own log without its room rules. */
-async function inject(server: TestServer, draft: Draft): Promise<void> {
-  const rules = (server.services.sequencer as unknown as { rules: RoomRules }).rules
-  const check = rules.check.bind(rules)
-  rules.check = () => {}
-  try {
-    await server.services.sequencer.submit(draft)
-  } finally {
-    rules.check = check
-  }
-}
 
 /**
  * Runs `act` (a membership change the server makes) and resolves once `p`'s client got the room's

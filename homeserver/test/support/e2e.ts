@@ -4,7 +4,8 @@ import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { toBase64Url } from '@parley/protocol'
 import { e2e } from '@parley/protocol/crypto'
-import { http, type TestSocket, type TestUser } from '../helpers.ts'
+import type { Draft, RoomRules } from '../../src/services/sequencer.ts'
+import { http, type TestServer, type TestSocket, type TestUser } from '../helpers.ts'
 
 /** A user's identity key and the keys of their devices, and the lists they signed so far. */
 export class Identity {
@@ -168,4 +169,19 @@ export function findCanaries(
     }
   }
   return hits
+}
+
+/**
+ * What a compromised homeserver does (E2E.md section 3 rows 11-12): sequences an event into its own
+ * log without its room rules (no signature check, no membership check).
+ */
+export async function inject(server: TestServer, draft: Draft): Promise<void> {
+  const rules = (server.services.sequencer as unknown as { rules: RoomRules }).rules
+  const check = rules.check.bind(rules)
+  rules.check = () => {}
+  try {
+    await server.services.sequencer.submit(draft)
+  } finally {
+    rules.check = check
+  }
 }

@@ -908,7 +908,12 @@ export class Chat {
       const sending = this.#transmit(client, upload.room, 'm.message', content)
       await this.#refreshPending()
       this.uploads = this.uploads.filter((u) => u.id !== upload.id)
-      await sending.catch(() => {}) // failures arrive as send_failed
+      await sending.catch((error: unknown) => {
+        // A plain send's failure arrives as send_failed (its row stays, "Not sent"); an encrypted one
+        // that could not be sent left its queue: keep it on screen with the reason.
+        if (this.#encrypted(upload.room) && !(error instanceof ClientClosedError))
+          this.#unsent(upload.room, 'm.message', content, reasonOf(error))
+      })
     } catch (error) {
       const failed = { ...upload, error: att.transferError('upload.failed', file.name, error) }
       this.uploads = this.uploads.map((u) => (u.id === upload.id ? failed : u))
