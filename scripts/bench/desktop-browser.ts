@@ -15,9 +15,9 @@ import { build } from 'vite'
 import { descendants, totalCpuMs, trackDir } from './procs.ts'
 
 const VITE_CONFIG = fileURLToPath(new URL('../../desktop/vite.config.ts', import.meta.url))
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 /** The flags of the browser tests (desktop/test/support/browser.ts). */
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
   '--disable-gpu',

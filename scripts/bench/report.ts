@@ -33,6 +33,8 @@ export interface Headline {
   heapGrowthMiB?: number
   /** E2E: encrypted minus plain send -> decrypted p50 in a 2-member room (ms). */
   e2eAddedP50Ms?: number
+  /** E2E: the slowest argon2id unlock at the default cost in Chromium, libsodium load included (ms). */
+  argon2RendererMaxMs?: number
 }
 
 export interface ScenarioReport {

@@ -1,6 +1,6 @@
 /**
- * argon2id of one passphrase, in a Web Worker (E2E.md section 2.5: "run in a Worker"): up to a few
- * seconds and 256 MiB that must not freeze the window. The same derivation as the crypto core's
+ * argon2id of one passphrase, in a Web Worker (E2E.md section 2.5: "run in a Worker"): up to about a
+ * second and 128 MiB (by default) that must not freeze the window. The same derivation as the crypto core's
  * `derivePassphraseKey` (it is that function); the parameters were checked by the caller.
  */
 import { e2e, sodiumReady } from '@parley/protocol/crypto'

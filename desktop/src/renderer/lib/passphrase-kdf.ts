@@ -1,6 +1,6 @@
 /**
  * The renderer's {@link PassphraseKdf}: each derivation in a fresh Web Worker (lib/kdf.worker.ts),
- * ended as soon as it answers, so its 256 MiB are given back at once.
+ * ended as soon as it answers, so its memory (128 MiB by default) is given back at once.
  */
 import type { PassphraseKdf } from '@parley/protocol/client'
 import { e2e } from '@parley/protocol/crypto'

@@ -113,7 +113,7 @@ export interface EndToEndOptions {
   readonly now?: () => number
   /** Runs argon2id off the calling thread; needed for backup passphrases (Node: `@parley/protocol/node`). */
   readonly passphraseKdf?: PassphraseKdf
-  /** argon2id cost of new passphrase wraps; defaults to E2E.md's (3, 256 MiB). Lower only in tests. */
+  /** argon2id cost of new passphrase wraps; defaults to opslimit 3, 128 MiB (backup.ts DEFAULT_PWHASH_MEMLIMIT). Lower only in tests. */
   readonly passphraseCost?: e2e.PassphraseCost
 }
 

@@ -102,7 +102,7 @@ export interface KeyBackupOptions {
   /** The user's identity public key (base64url) as this device knows it, or null. */
   readonly identityKey: () => string | null
   readonly kdf?: PassphraseKdf | undefined
-  /** argon2id cost of new passphrase wraps; defaults to E2E.md's opslimit 3, 256 MiB. Lower only in tests. */
+  /** argon2id cost of new passphrase wraps; defaults to opslimit 3, 128 MiB (backup.ts DEFAULT_PWHASH_MEMLIMIT). Lower only in tests. */
   readonly passphraseCost?: e2e.PassphraseCost | undefined
   /** Called when an upload was refused because the server's metadata does not verify. */
   readonly onUntrusted: (detail: string) => void

@@ -172,7 +172,7 @@ describe('passphrase wrap in two steps, the KDF off the calling thread (E2E.md s
   })
 
   it('defaults to the spec cost and checks stored wraps before any work', () => {
-    expect(newPassphraseKdfParams()).toMatchObject({ opslimit: 3, memlimit: 256 * 1024 * 1024 })
+    expect(newPassphraseKdfParams()).toMatchObject({ opslimit: 3, memlimit: 128 * 1024 * 1024 })
     const params = newPassphraseKdfParams(TEST_COST)
     const wrapped = sealRecoveryKey(generateRecoveryKey(), new Uint8Array(32), params)
     expect(parseWrappedRecoveryKey(structuredClone(wrapped))).toEqual(wrapped)

@@ -3,7 +3,7 @@
  *
  * - Recovery key `RK`: 32 random bytes, shown as base58 with a version prefix and a checksum.
  * - Optional passphrase: wraps `RK` under argon2id (`crypto_pwhash`, `ALG_ARGON2ID13`; opslimit 3 and
- *   memlimit 256 MiB by default, never below 64 MiB; 16-byte salt; parameters stored with the wrap).
+ *   memlimit 128 MiB by default, never below 64 MiB; 16-byte salt; parameters stored with the wrap).
  * - `BK = kdf(32, 1, "backupv1", RK)` encrypts session records, `SSK = kdf(32, 2, "sstorev1", RK)`
  *   encrypts secret storage (the UIK private key and `BK`).
  * - Each session record is XChaCha20-Poly1305 under `BK` with `AD = version ‖ room_id ‖ session_id`, so
@@ -39,8 +39,13 @@ import { E2E_SUITE, parseRoomKeyPayload, type RoomKeyPayload } from './ratchet.t
 export const RECOVERY_KEY_BYTES = 32
 /** Default argon2id opslimit (E2E.md section 2.5). */
 export const DEFAULT_PWHASH_OPSLIMIT = 3
-/** Default argon2id memlimit, 256 MiB (E2E.md section 2.5). */
-export const DEFAULT_PWHASH_MEMLIMIT = 256 * 1024 * 1024
+/**
+ * Default argon2id memlimit, 128 MiB. E2E.md section 2.5 names 256 MiB and a 1.5 s unlock budget
+ * (section 3 row 19); in a fresh Chromium worker on the 2-core reference box 256 MiB took 1.8-2.1 s
+ * and 128 MiB 1.0-1.06 s (docs/benchmarks.md), so the budget decides. Stored parameters are honoured,
+ * so a wrap made at any accepted cost still unlocks.
+ */
+export const DEFAULT_PWHASH_MEMLIMIT = 128 * 1024 * 1024
 /** Smallest accepted argon2id memlimit, 64 MiB (E2E.md section 2.5, "at least 64 MiB"). */
 export const MIN_PWHASH_MEMLIMIT = 64 * 1024 * 1024
 /** Largest accepted memlimit, 1 GiB: stored parameters must not let a server exhaust memory (E2E.md section 2.5). */
@@ -177,7 +182,7 @@ export interface WrappedRecoveryKey {
   readonly ciphertext: string
 }
 
-/** Cost options of {@link wrapRecoveryKey}; defaults are E2E.md section 2.5's (3, 256 MiB). */
+/** Cost options of {@link wrapRecoveryKey}; defaults: opslimit 3, memlimit 128 MiB (see {@link DEFAULT_PWHASH_MEMLIMIT}). */
 export interface PassphraseCost {
   readonly opslimit?: number
   readonly memlimit?: number
@@ -211,7 +216,7 @@ export function parsePassphraseKdfParams(value: unknown): PassphraseKdfParams {
 
 /**
  * Fresh argon2id parameters with a random 16-byte salt (E2E.md section 2.5); the cost defaults to the
- * spec's opslimit 3 and memlimit 256 MiB.
+ * defaults (opslimit 3, memlimit 128 MiB: {@link DEFAULT_PWHASH_MEMLIMIT}).
  */
 export function newPassphraseKdfParams(cost: PassphraseCost = {}): PassphraseKdfParams {
   return checkKdfParams({
