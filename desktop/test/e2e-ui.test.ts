@@ -332,6 +332,18 @@ describe('end-to-end encryption in the web client', () => {
       .pending(kim.device_id, 0, 1000)
       .filter((m) => m.event_type === 'm.room_key')
     expect(envelopes).toEqual([])
+
+    // acme also slips in a plaintext message "from jo": the app does not show it as jo's.
+    await inject(acme, {
+      room,
+      type: 'm.message',
+      sender: `@jo:${GLOBEX}`,
+      content: { body: 'plaintext the server wrote' },
+    })
+    await expectText(ivy, '[data-testid="undecrypted"]', 'sent unencrypted in an encrypted room')
+    expect(
+      await ivy.locator('[data-testid="message"] .body', { hasText: 'plaintext the server wrote' }).count(),
+    ).toBe(0)
     expect(problems).toEqual([])
   }, 90_000)
 })

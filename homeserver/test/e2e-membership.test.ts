@@ -245,6 +245,51 @@ describe('signed membership across two servers', () => {
 })
 
 describe('row 12: a homeserver that writes membership itself', () => {
+  it('a user the server makes up, who signs their own join without any invitation, gets no key', async () => {
+    fed = await startFederation([ACME, GLOBEX])
+    const acme = fed.get(ACME)
+    const alice = await person(fed.urls[ACME]!, 'alice')
+    const bob = await person(fed.urls[GLOBEX]!, 'bob')
+    // acme's own account, with real published keys (offline: its envelopes would wait on acme).
+    const eve = await person(fed.urls[ACME]!, 'eve', { connect: false })
+    const room = await encryptedGroup(alice, bob)
+    await alice.e2e.send(room, 'm.message', { body: 'before eve' })
+    await bob.waitFor(room, 'before eve')
+
+    // eve's device signs her join (a valid signature by a device of a valid list), and acme puts it
+    // in the room without any invitation.
+    const device = JSON.parse((await eve.store.getItem('e2e:device'))!) as { dsk: { secret: string } }
+    const join = e2e.signMembership(e2e.signingKeyPair(fromBase64Url(device.dsk.secret)!.slice(0, 32)), {
+      room,
+      target: eve.e2e.userId,
+      membership: 'join',
+      actor: eve.e2e.userId,
+      actorDevice: eve.e2e.deviceId,
+      prev: e2e.membershipRoot(room),
+    })
+    // Both clients get the event (bob's through globex's copy) before they send.
+    const bobHeard = heard(bob, room, () => Promise.resolve())
+    await heard(alice, room, () =>
+      inject(acme, {
+        room,
+        type: 'm.member',
+        stateKey: eve.e2e.userId,
+        sender: eve.e2e.userId,
+        content: { membership: 'join', statement: { ...join } },
+      }),
+    )
+    await bobHeard
+    await alice.e2e.send(room, 'm.message', { body: 'not for eve' })
+    await bob.e2e.send(room, 'm.message', { body: 'nor from bob' })
+    await alice.waitFor(room, 'nor from bob')
+    for (const p of [alice, bob]) {
+      expect(p.warnings.map((w) => [w.kind, w.user_id])).toEqual([['membership_unsigned', eve.e2e.userId]])
+      expect(p.warnings[0]!.detail).toContain('without a validated invitation')
+    }
+    // Neither alice's nor bob's key reached eve's device (bob's would be relayed to acme).
+    expect(envelopesFor(acme, eve.e2e.deviceId)).toBe(0)
+  }, 60_000)
+
   it('an injected unsigned join and a forged kick are ignored with a warning; the injected user gets no envelope', async () => {
     fed = await startFederation([ACME, GLOBEX])
     const acme = fed.get(ACME)

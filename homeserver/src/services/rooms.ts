@@ -63,6 +63,9 @@ export class RoomsService {
     if (statement !== undefined) {
       this.statements.checkStatement({ room, target, membership, actor: sender }, statement)
       content.statement = { ...statement }
+      // A join accepts an invite: its signed statement goes along, so clients can check who invited.
+      const invite = membership === 'join' ? this.#inviteStatement(room, target) : undefined
+      if (invite) content.invite_statement = { ...invite }
     }
     return this.#submit({ room, type: 'm.member', stateKey: target, sender, content, intent })
   }
@@ -246,6 +249,9 @@ export class RoomsService {
         sender: m.sender ?? m.user_id,
         seq: m.seq ?? 0,
         statement: MembershipStatementSchema.safeParse(statement).data ?? null,
+        invite_statement: m.content
+          ? (MembershipStatementSchema.safeParse(parseJson(m.content)?.invite_statement).data ?? null)
+          : null,
       }
     })
     return {
@@ -255,6 +261,13 @@ export class RoomsService {
       snapshot_seq: enabling?.seq ?? null,
       members,
     }
+  }
+
+  /** The signed statement of `user`'s pending invite to `room`, if that is their membership now. */
+  #inviteStatement(room: string, user: string): MembershipStatement | undefined {
+    const current = this.repos.memberships.withEvents(room).find((m) => m.user_id === user)
+    if (current?.membership !== 'invite' || !current.content) return undefined
+    return MembershipStatementSchema.safeParse(parseJson(current.content)?.statement).data
   }
 
   #encryptionEvent(room: string): { snapshot: unknown; seq: number } | null {

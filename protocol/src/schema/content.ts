@@ -70,6 +70,11 @@ export const MemberContent = z.strictObject({
   reason: z.string().max(512).optional(),
   device_sig: z.string().max(256).optional(),
   statement: MembershipStatement.optional(),
+  /**
+   * On a signed join: the signed invite it accepts, copied by the joiner's server from the invite
+   * event, so every client can check that a validated member invited them (E2E.md section 2.3).
+   */
+  invite_statement: MembershipStatement.optional(),
 })
 /** `m.power_levels` (state_key = the affected user): that user's new level. */
 export const PowerContent = z.strictObject({ level: z.number().int().min(0).max(100) })

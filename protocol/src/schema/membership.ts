@@ -77,6 +77,8 @@ export const MembershipRecord = z.object({
   seq: Cursor,
   /** The signed statement the event carries; null if unsigned (or its event is not held here). */
   statement: MembershipStatement.nullable(),
+  /** For a signed join: the signed invite it accepted (see `MemberContent.invite_statement`), else null. */
+  invite_statement: MembershipStatement.nullable().optional(),
 })
 export type MembershipRecord = z.infer<typeof MembershipRecord>
 

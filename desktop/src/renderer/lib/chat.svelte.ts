@@ -168,6 +168,7 @@ export class Chat {
   }
 
   #onEvent(received: ClientEvent, live: boolean): void {
+    this.encryption.learn(received.room, [received])
     const event = this.encryption.reveal(received)
     if (this.#insertEvents(event.room, [event])) this.#timelineChanged(event.room)
     if (event.type === 'm.member' || live) this.#scheduleRooms()
@@ -200,9 +201,16 @@ export class Chat {
     try {
       const rooms = await client.api.listRooms()
       if (this.#client !== client) return // signed out meanwhile: not this account's list any more
-      this.rooms = rooms.map((r) =>
-        listedRoom(r.last_event ? { ...r, last_event: this.encryption.reveal(r.last_event) } : r),
-      )
+      this.rooms = rooms.map((r) => {
+        this.encryption.learn(r.room_id, r.last_event ? [r.last_event] : [], r.encrypted)
+        // Once encrypted, always shown (and treated) as encrypted, whatever the server says later.
+        const encrypted = r.encrypted || this.encryption.isEncrypted(r.room_id)
+        return listedRoom({
+          ...r,
+          encrypted,
+          ...(r.last_event ? { last_event: this.encryption.reveal(r.last_event) } : {}),
+        })
+      })
       this.#roomsLoaded()
       const unknown = this.#dmPeers().filter((u) => !(u in this.presence))
       if (unknown.length > 0) void this.#fetchPresence(unknown)
@@ -332,8 +340,7 @@ export class Chat {
     content: Record<string, unknown>,
   ): Promise<unknown> {
     // Deletions stay in the clear: the server checks who may delete what, and drops the content.
-    const encrypted = this.rooms.find((r) => r.room_id === room)?.encrypted === true
-    if (encrypted && type !== 'm.redaction') return this.encryption.send(room, type, content)
+    if (this.#encrypted(room) && type !== 'm.redaction') return this.encryption.send(room, type, content)
     return client.send(room, type, content)
   }
 
@@ -374,6 +381,7 @@ export class Chat {
     const room = await this.encryption
       .membership()
       .createRoom({ kind: 'dm', invite: [userId], encrypted: true })
+    this.encryption.createdEncrypted(room)
     await this.refreshRooms()
     this.select(room)
     return room
@@ -390,6 +398,7 @@ export class Chat {
     const room = encrypted
       ? await this.encryption.membership().createRoom(body)
       : await this.#client!.api.createRoom(body)
+    if (encrypted) this.encryption.createdEncrypted(room)
     await this.refreshRooms()
     this.select(room)
     return room
@@ -397,7 +406,7 @@ export class Chat {
 
   /** Membership changes of encrypted rooms are signed by this device (E2E.md section 2.3). */
   #encrypted(room: string): boolean {
-    return this.rooms.find((r) => r.room_id === room)?.encrypted === true
+    return this.rooms.find((r) => r.room_id === room)?.encrypted === true || this.encryption.isEncrypted(room)
   }
 
   async invite(room: string, userId: string): Promise<void> {
@@ -509,6 +518,7 @@ export class Chat {
 
   /** Adds events to a room's timeline (decrypted where they can be); true if any was new. */
   #insertEvents(room: string, events: readonly ClientEvent[]): boolean {
+    this.encryption.learn(room, events)
     const revealed = events.map((e) => this.encryption.reveal(e))
     void this.search.add(room, revealed)
     if (this.roomTimeline(room).insert(revealed) === 0) return false
@@ -522,6 +532,7 @@ export class Chat {
     page: { events: readonly ClientEvent[]; next_before?: number | undefined },
   ): boolean {
     const timeline = this.roomTimeline(room)
+    this.encryption.learn(room, page.events)
     const revealed = page.events.map((e) => this.encryption.reveal(e))
     void this.search.add(room, revealed)
     const added = timeline.insert(revealed) > 0
@@ -719,6 +730,7 @@ export class Chat {
   async #loadCachedTimeline(room: string): Promise<void> {
     const cached = await this.store.getTimeline(room)
     if (!cached || cached.length === 0) return
+    this.encryption.trustCached(cached)
     this.#insertEvents(room, cached)
   }
 
@@ -878,7 +890,7 @@ export class Chat {
       const mime = att.mimeOf(file)
       const dimensions = att.isPreviewable({ mime }) ? await att.imageSize(file) : null
       let attachment: Attachment
-      if (this.rooms.find((r) => r.room_id === upload.room)?.encrypted) {
+      if (this.#encrypted(upload.room)) {
         // E2E.md section 2.5: the server gets ciphertext under a neutral name and type; the real ones,
         // the size and the key go in the attachment, which #transmit encrypts with the message.
         const { ciphertext, encryption } = await encryptFile(

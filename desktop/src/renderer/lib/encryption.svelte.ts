@@ -13,6 +13,7 @@
  * that cannot be decrypted (yet) stays `m.encrypted` and shows as a placeholder.
  */
 import {
+  ApiError,
   ClientClosedError,
   EndToEnd,
   IdentityChangedError,
@@ -28,6 +29,19 @@ import { e2e } from '@parley/protocol/crypto'
 import { CONTENT_SCHEMAS, type ClientEvent } from '@parley/protocol/schema'
 import { z } from 'zod'
 import { workerPassphraseKdf } from './passphrase-kdf.ts'
+
+/**
+ * The store item of the rooms this device knows are encrypted, each with the room order from which
+ * it is (0: created encrypted; else the first `m.room.encryption` or `m.encrypted` event seen).
+ * Remembered so that a server later calling the room unencrypted gets no plaintext, and a plaintext
+ * message it slips in after that point is not shown as the sender's.
+ */
+const ROOMS_ITEM = 'e2e-rooms'
+const Rooms = z.record(z.string(), z.number().int().min(0))
+/** The type a refused plaintext event is shown as (a placeholder saying why). */
+export const UNENCRYPTED_EVENT = 'm.unencrypted'
+/** Why such an event shows no text. */
+export const UNENCRYPTED_REASON = 'sent unencrypted in an encrypted room'
 
 /** The store item holding sends that wait to be encrypted (plain content: the store is sealed). */
 const QUEUE_ITEM = 'e2e-queue'
@@ -86,6 +100,13 @@ export class Encryption {
 
   #e2e: EndToEnd | null = null
   #store: ClientStore | null = null
+  /** Encrypted rooms and the order from which they are (see ROOMS_ITEM). */
+  #since = new Map<string, number>()
+  /**
+   * Events this device decrypted (or cached after decrypting them): shown again, they are what they
+   * carry, not plaintext the server slipped in.
+   */
+  readonly #decryptedIds = new Set<string>()
   /** What an encrypted send in the outbox says, by txn id (for its "Sending…" row). */
   readonly #plain = new Map<string, { type: string; content: Record<string, unknown> }>()
   /** Callers waiting for their queued send, by txn id. */
@@ -100,6 +121,12 @@ export class Encryption {
   /** Loads (or creates) this device's keys and the waiting sends; call before the first connection. */
   async start(client: ParleyClient): Promise<void> {
     this.#store = client.store
+    try {
+      const rooms = Rooms.safeParse(JSON.parse((await client.store.getItem(ROOMS_ITEM)) ?? '{}'))
+      if (rooms.success) for (const [room, since] of Object.entries(rooms.data)) this.#since.set(room, since)
+    } catch {
+      // Unreadable: relearned from the rooms and their events.
+    }
     try {
       const stored = Queue.safeParse(JSON.parse((await client.store.getItem(QUEUE_ITEM)) ?? '[]'))
       if (stored.success && stored.data.length > 0) this.#setQueue(stored.data)
@@ -119,6 +146,8 @@ export class Encryption {
       this.#flushAll()
     } catch (error) {
       this.error = error instanceof Error ? error.message : String(error)
+      // A device that never published its keys and started offline: try again once connected.
+      if (error instanceof NetworkError) client.once('ready', () => void this.start(client))
     }
   }
 
@@ -135,6 +164,8 @@ export class Encryption {
     this.blocked = []
     this.undecrypted = {}
     this.queued = []
+    this.#since.clear()
+    this.#decryptedIds.clear()
     this.#plain.clear()
     for (const waiter of this.#waiters.values()) waiter.reject(new ClientClosedError('closed'))
     this.#waiters.clear()
@@ -143,12 +174,67 @@ export class Encryption {
   }
 
   /**
+   * Events read back from this device's sealed cache: what it decrypted before is stored decrypted
+   * (a plaintext the server slipped in was stored as refused), so they are taken as they are.
+   */
+  trustCached(events: readonly ClientEvent[]): void {
+    for (const e of events) if (isInner(e.type)) this.#decryptedIds.add(e.event_id)
+  }
+
+  /** This device created `room` encrypted: every event of it is encrypted from the start. */
+  createdEncrypted(room: string): void {
+    this.learn(room, [
+      { type: 'm.room.create', content: { encrypted: true }, seq: 1 } as unknown as ClientEvent,
+    ])
+  }
+
+  /** Whether this device knows `room` is end-to-end encrypted (whatever the server says now). */
+  isEncrypted(room: string): boolean {
+    return this.#since.has(room)
+  }
+
+  /**
+   * Learns which rooms are encrypted, and from when: from the room list (`encrypted`, order unknown:
+   * everything counts), and from events (creation, `m.room.encryption`, `m.encrypted`). Call with a
+   * batch before revealing it: a page of history comes newest first.
+   */
+  learn(room: string, events: readonly ClientEvent[], summaryEncrypted = false): void {
+    let since = this.#since.get(room)
+    const before = since
+    for (const e of events) {
+      const from =
+        e.type === 'm.room.create' && e.content.encrypted === true
+          ? 0
+          : e.type === 'm.room.encryption' || e.type === 'm.encrypted'
+            ? e.seq
+            : null
+      if (from !== null) since = Math.min(since ?? from, from)
+    }
+    if (since === undefined && summaryEncrypted) since = Number.MAX_SAFE_INTEGER
+    if (since === undefined || since === before) return
+    this.#since.set(room, since)
+    void this.#store?.setItem(ROOMS_ITEM, JSON.stringify(Object.fromEntries(this.#since))).catch(() => {})
+  }
+
+  /**
    * The event as the timeline should see it: an `m.encrypted` event becomes the event it carries once
    * decrypted and checked (its inner content validated like any content); otherwise it stays as it is
    * and {@link undecrypted} says why.
    */
   reveal(event: ClientEvent): ClientEvent {
-    if (event.type !== 'm.encrypted') return event
+    if (event.type !== 'm.encrypted') {
+      // Plaintext where the room was already encrypted: the server cannot have accepted it from a
+      // client, so it is the server's own: never shown as what it claims to be.
+      const since = this.#since.get(event.room)
+      if (!isInner(event.type) || since === undefined || event.seq <= since) return event
+      if (this.#decryptedIds.has(event.event_id)) return event
+      if (!this.undecrypted[event.event_id])
+        this.undecrypted = {
+          ...this.undecrypted,
+          [event.event_id]: { status: 'failed', reason: UNENCRYPTED_REASON },
+        }
+      return { ...event, type: UNENCRYPTED_EVENT }
+    }
     const result = this.#e2e?.decrypt(event) ?? { status: 'waiting' as const, sessionId: '' }
     let why: Undecrypted
     if (result.status === 'decrypted') {
@@ -156,6 +242,7 @@ export class Encryption {
       else if (!CONTENT_SCHEMAS[result.type].safeParse(result.content).success)
         why = { status: 'failed', reason: 'malformed content' }
       else {
+        this.#decryptedIds.add(event.event_id)
         if (this.undecrypted[event.event_id]) {
           const { [event.event_id]: _, ...rest } = this.undecrypted
           this.undecrypted = rest
@@ -175,7 +262,8 @@ export class Encryption {
    * contact's identity changed (that contact is then {@link blocked}) or the server refuses it.
    */
   async send(room: string, type: string, content: Record<string, unknown>): Promise<void> {
-    if (!this.#store) throw new Error(this.error ?? 'encryption is not ready on this device')
+    // Not started (or failed to): refused now, with the reason, rather than queued with nobody to send it.
+    if (!this.#e2e) throw new Error(this.error ?? 'encryption is not ready on this device')
     const entry: OutboxEntry = { txn_id: newTxnId(), room, event_type: type, content, created_ts: Date.now() }
     const done = new Promise<void>((resolve, reject) => this.#waiters.set(entry.txn_id, { resolve, reject }))
     this.#setQueue([...this.queued, entry])
@@ -223,7 +311,12 @@ export class Encryption {
         await this.#settle(entry, null)
       } catch (error) {
         if (this.#e2e !== e2e) return // signed out meanwhile
-        if (error instanceof KeysUnavailableError || error instanceof NetworkError) {
+        // Worth another try later: keys out of reach, no network, our server busy or restarting.
+        if (
+          error instanceof KeysUnavailableError ||
+          error instanceof NetworkError ||
+          (error instanceof ApiError && (error.status >= 500 || error.status === 429))
+        ) {
           this.#retryLater()
           return
         }

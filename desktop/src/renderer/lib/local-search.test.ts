@@ -63,4 +63,23 @@ describe('local search', () => {
     expect(await search.search('m0')).toEqual([])
     expect((await search.search(`m${MAX_PER_ROOM + 9}`)).length).toBe(1)
   })
+
+  it('drops what was in flight at sign-out: nothing of the old account is kept or written', async () => {
+    const store = new MemoryStore()
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const getItem = store.getItem.bind(store)
+    store.getItem = async (key) => {
+      await held
+      return getItem(key)
+    }
+    const search = new LocalSearch(store, () => [])
+    const adding = search.add(ROOM, [ev('m.message', ALICE, { body: 'old account secret' })])
+    search.reset()
+    release()
+    await adding
+    await search.flush()
+    expect(await store.getItem(`search:${ROOM}`)).toBeNull()
+    expect(await search.search('secret')).toEqual([])
+  })
 })

@@ -35,6 +35,8 @@ export class LocalSearch {
   readonly #loading = new Map<string, Promise<Map<string, SearchEntry>>>()
   readonly #dirty = new Set<string>()
   #timer: ReturnType<typeof setTimeout> | null = null
+  /** Bumped by {@link reset}: work started for a signed-out account must not land in the next one. */
+  #generation = 0
 
   constructor(
     private readonly store: ClientStore,
@@ -52,7 +54,9 @@ export class LocalSearch {
       // A page of history comes newest first: originals before their edits.
       .sort((a, b) => a.seq - b.seq)
     if (relevant.length === 0) return Promise.resolve()
+    const generation = this.#generation
     return this.#room(room).then((entries) => {
+      if (generation !== this.#generation) return
       let changed = false
       for (const e of relevant) changed = apply(entries, e) || changed
       if (!changed) return
@@ -68,8 +72,10 @@ export class LocalSearch {
     this.#timer = null
     const rooms = [...this.#dirty]
     this.#dirty.clear()
+    const generation = this.#generation
     for (const room of rooms) {
       const entries = this.#rooms.get(room)
+      if (generation !== this.#generation) return
       if (entries) await this.store.setItem(ITEM(room), JSON.stringify([...entries.values()]))
     }
   }
@@ -88,6 +94,7 @@ export class LocalSearch {
 
   /** Forgets the in-memory index (sign-out; the store is cleared separately). */
   reset(): void {
+    this.#generation++
     if (this.#timer) clearTimeout(this.#timer)
     this.#timer = null
     this.#dirty.clear()
@@ -107,6 +114,7 @@ export class LocalSearch {
   }
 
   async #load(room: string): Promise<Map<string, SearchEntry>> {
+    const generation = this.#generation
     let entries = new Map<string, SearchEntry>()
     try {
       const parsed = Entries.safeParse(JSON.parse((await this.store.getItem(ITEM(room))) ?? '[]'))
@@ -115,6 +123,8 @@ export class LocalSearch {
     } catch {
       // Unreadable: start from none.
     }
+    // Signed out meanwhile: hand back a detached map, keep nothing.
+    if (generation !== this.#generation) return entries
     // Events indexed while the store was read win over what it held.
     const raced = this.#rooms.get(room)
     if (raced) for (const [id, e] of raced) entries.set(id, e)

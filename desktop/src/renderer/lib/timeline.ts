@@ -27,9 +27,11 @@ export type TimelineItem = { kind: 'message'; view: MessageView } | { kind: 'not
 
 /**
  * Events shown as message rows: messages, and encrypted events not decrypted (yet), which show as a
- * placeholder in the sender's place (lib/encryption.svelte.ts).
+ * placeholder in the sender's place, and plaintext an encrypted room refused (`m.unencrypted`,
+ * lib/encryption.svelte.ts).
  */
-export const isMessageRow = (e: ClientEvent): boolean => e.type === 'm.message' || e.type === 'm.encrypted'
+export const isMessageRow = (e: ClientEvent): boolean =>
+  e.type === 'm.message' || e.type === 'm.encrypted' || e.type === 'm.unencrypted'
 
 export function foldTimeline(events: readonly ClientEvent[], me: string | null): TimelineItem[] {
   const byId = new Map(events.map((e) => [e.event_id, e]))

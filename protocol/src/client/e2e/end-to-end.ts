@@ -164,6 +164,11 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
   readonly #outbound = new Map<string, Outbound>()
   /** Each room's validated members and their devices, as the last send fetched them (see ROOM_VIEW_TTL_MS). */
   readonly #roomViews = new Map<string, RoomView>()
+  /**
+   * Bumped whenever a room's view is dropped: a view fetched while a change arrived (a kick during
+   * the key query) is not kept, or the removed member would stay in it.
+   */
+  #viewGeneration = 0
   #seen: Record<string, string>
   readonly #decrypted = new Map<string, Decryption>()
   /** One room's send at a time, in order (sessions are stateful). */
@@ -273,16 +278,17 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     self.#needsVerification = self.#device.device_list === null
     client.on('keys_changed', ({ user_id }) => {
       if (user_id === self.userId) self.#refreshOwnList().catch(() => {})
-      for (const [room, view] of self.#roomViews) if (view.devices.has(user_id)) self.#roomViews.delete(room)
+      for (const [room, view] of self.#roomViews) if (view.devices.has(user_id)) self.#dropView(room)
+      self.#viewGeneration++
       // A verified contact changed keys: check now, so a changed identity blocks before the next send.
       if (user_id !== self.userId && self.#peers[user_id]?.verified)
         self.#devicesOf([user_id]).catch(() => {})
     })
     client.on('event', ({ event }) => {
-      if (event.type === 'm.member' || event.type === 'm.room.encryption') self.#roomViews.delete(event.room)
+      if (event.type === 'm.member' || event.type === 'm.room.encryption') self.#dropView(event.room)
     })
     // Pushes missed while disconnected (keys_changed is not replayed): ask again after a reconnection.
-    client.on('ready', () => self.#roomViews.clear())
+    client.on('ready', () => self.#dropView(null))
     // Uploads that failed while offline are retried on every new connection.
     client.on('ready', () => self.#backup.flush().catch(() => {}))
     return self
@@ -502,11 +508,19 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
    * server's `m.member` event comes back (a removed member must not get the next message).
    */
   async #changed(room: string, change: Promise<void>): Promise<void> {
+    this.#dropView(room)
     try {
       await change
     } finally {
-      this.#roomViews.delete(room)
+      this.#dropView(room)
     }
+  }
+
+  /** Forgets a room's view (or every room's, for null); views being fetched now will not be kept. */
+  #dropView(room: string | null): void {
+    this.#viewGeneration++
+    if (room === null) this.#roomViews.clear()
+    else this.#roomViews.delete(room)
   }
 
   // ---- own keys ----
@@ -715,13 +729,19 @@ export class EndToEnd extends TypedEmitter<EndToEndEvents> {
     const cached = this.#roomViews.get(room)
     if (cached && now - cached.fetchedAt < ROOM_VIEW_TTL_MS) return cached
     this.#roomViews.delete(room)
+    const generation = this.#viewGeneration
     const validated = await this.#membership.validate(
       room,
       (users) => this.#devicesOf(users, changes, unreachable),
       (t) => t.device,
     )
     const view = { ...validated, fetchedAt: now }
-    if (unreachable.size === 0 && !changes.identityChanged && !changes.deviceRemoved)
+    if (
+      generation === this.#viewGeneration &&
+      unreachable.size === 0 &&
+      !changes.identityChanged &&
+      !changes.deviceRemoved
+    )
       this.#roomViews.set(room, view)
     return view
   }

@@ -44,8 +44,16 @@ function record(
   seq: number,
   statement: e2e.SignedMembershipStatement | null,
   sender = statement?.actor ?? user,
+  invite: e2e.SignedMembershipStatement | null = null,
 ): MembershipRecord {
-  return { user_id: user, membership, sender, seq, statement: statement ? { ...statement } : null }
+  return {
+    user_id: user,
+    membership,
+    sender,
+    seq,
+    statement: statement ? { ...statement } : null,
+    invite_statement: invite ? { ...invite } : null,
+  }
 }
 
 function view(
@@ -56,6 +64,27 @@ function view(
 }
 
 describe('validateMembership (E2E.md 2.3)', () => {
+  it('counts a self-signed join only after an invite by a validated member (a server cannot make up a joiner)', () => {
+    const u = new Users()
+    u.device(ALICE)
+    const join = u.sign(MALLORY, MALLORY, 'join')
+    const check = (invite: e2e.SignedMembershipStatement | null) =>
+      validateMembership(
+        ROOM,
+        view([record(ALICE, 'join', 2, null), record(MALLORY, 'join', 3, join, MALLORY, invite)]),
+        u.devicesOf,
+        emptyMembershipMemory(),
+      )
+    // No invite at all; one signed by a non-member; one for someone else: mallory gets nothing.
+    for (const invite of [null, u.sign(BOB, MALLORY, 'invite'), u.sign(ALICE, BOB, 'invite')]) {
+      const verdict = check(invite)
+      expect(verdict.members).toEqual([ALICE])
+      expect(verdict.problems.map((p) => p.user_id)).toEqual([MALLORY])
+    }
+    // Invited by alice (a validated member): counts.
+    expect(check(u.sign(ALICE, MALLORY, 'invite'))).toMatchObject({ members: [ALICE, MALLORY], problems: [] })
+  })
+
   it('counts the founding join, a member-signed invite and a self-signed join; the epoch is the latest hash', () => {
     const u = new Users()
     u.device(ALICE)
@@ -111,7 +140,7 @@ describe('validateMembership (E2E.md 2.3)', () => {
     const join = u.sign(BOB, BOB, 'join')
     const before = validateMembership(
       ROOM,
-      view([record(ALICE, 'join', 2, null), record(BOB, 'join', 3, join)]),
+      view([record(ALICE, 'join', 2, null), record(BOB, 'join', 3, join, BOB, u.sign(ALICE, BOB, 'invite'))]),
       u.devicesOf,
       emptyMembershipMemory(),
     )
@@ -137,7 +166,7 @@ describe('validateMembership (E2E.md 2.3)', () => {
     const kick = u.sign(ALICE, BOB, 'leave', e2e.membershipHash(join))
     const seen = validateMembership(
       ROOM,
-      view([record(ALICE, 'join', 2, null), record(BOB, 'join', 3, join)]),
+      view([record(ALICE, 'join', 2, null), record(BOB, 'join', 3, join, BOB, u.sign(ALICE, BOB, 'invite'))]),
       u.devicesOf,
       emptyMembershipMemory(),
     )

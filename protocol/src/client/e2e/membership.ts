@@ -4,8 +4,10 @@
  * statements, their actors' verified device lists and what this device remembers of the room.
  *
  * A member counts if their latest statement verifies with a device of the actor's verified device
- * list and the actor was entitled: themselves for a join or a leave, a validated joined member for an
- * invite, a kick or a ban. The log's roots count without a statement: the creator's founding join of
+ * list and the actor was entitled: themselves for a leave; themselves for a join that accepts an
+ * invite by a validated joined member (remembered by this device, or the signed invite the join's
+ * server copied into the event: a server cannot make up a user and have them join); a validated
+ * joined member for an invite, a kick or a ban. The log's roots count without a statement: the creator's founding join of
  * a room created encrypted, and the members named by the signed snapshot of a room turned encrypted
  * later, for memberships set before it. Anything else is ignored, with a warning: an unsigned or
  * forged addition leaves the user out, an unsigned or forged removal leaves the member in (as this
@@ -68,6 +70,7 @@ export function membershipUsers(view: RoomMembershipResponse, memory: Membership
     if (!present(record.membership) && !present(memory.users[record.user_id]?.membership)) continue
     users.add(record.user_id)
     if (record.statement) users.add(record.statement.actor)
+    if (record.invite_statement) users.add(record.invite_statement.actor)
   }
   for (const [user, remembered] of Object.entries(memory.users))
     if (present(remembered.membership)) users.add(user)
@@ -126,6 +129,8 @@ export function validateMembership(
   }
 
   const byOthers: Array<{ user: string; claimed: Effective; statement: MembershipStatement }> = []
+  /** Self-signed joins whose invite this device checks now: its actor must be a validated member. */
+  const invitedJoins: Array<{ user: string; claimed: Effective; inviter: string }> = []
   const shown = new Set<string>()
   for (const record of view.members) {
     const user = record.user_id
@@ -182,8 +187,27 @@ export function validateMembership(
       continue
     }
     const entry: Effective = { membership: claimed, hash, seq: record.seq }
-    if (statement.actor === user) {
-      if (claimed === 'join' || claimed === 'leave') {
+    if (statement.actor === user && claimed === 'join') {
+      // Invited first: as this device validated it, or by the signed invite the event carries.
+      if (remembered?.membership === 'invite') {
+        effective.set(user, entry)
+        fresh.push(hash)
+        continue
+      }
+      const invite = record.invite_statement ?? null
+      let inviter: string | null = null
+      if (invite && invite.target === user && invite.membership === 'invite' && invite.actor !== user) {
+        try {
+          e2e.verifyMembership(invite, room, devicesOf(invite.actor) ?? [])
+          inviter = invite.actor
+        } catch {
+          inviter = null
+        }
+      }
+      if (inviter === null) refuse(user, claimed, 'joined without a validated invitation')
+      else invitedJoins.push({ user, claimed: entry, inviter })
+    } else if (statement.actor === user) {
+      if (claimed === 'leave') {
         effective.set(user, entry)
         fresh.push(hash)
       } else refuse(user, claimed, `nobody may ${claimed} themselves`)
@@ -195,6 +219,13 @@ export function validateMembership(
     if (claimed.membership === 'join') refuse(user, claimed.membership, 'only the user may sign their join')
     else if (!joined(statement.actor))
       refuse(user, claimed.membership, `${statement.actor} is not a validated member`)
+    else {
+      effective.set(user, claimed)
+      fresh.push(claimed.hash!)
+    }
+  }
+  for (const { user, claimed, inviter } of invitedJoins) {
+    if (!joined(inviter)) refuse(user, claimed.membership, `invited by ${inviter}, not a validated member`)
     else {
       effective.set(user, claimed)
       fresh.push(claimed.hash!)
