@@ -8,9 +8,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
-import { toBase64Url } from '@parley/protocol'
-import type { ParleyClient } from '@parley/protocol/client'
-import { e2e, sodium, sodiumReady } from '@parley/protocol/crypto'
+import { ENCRYPTED_UPLOAD, encryptFile, type ParleyClient } from '@parley/protocol/client'
+import { e2e } from '@parley/protocol/crypto'
 import { Attachment, type Attachment as AttachmentType } from '@parley/protocol/schema'
 import { memoryLogger, type TestServer } from './helpers.ts'
 import { dataBytes } from './support/e2e.ts'
@@ -59,14 +58,13 @@ describe('end-to-end encrypted attachments across two servers', () => {
       Buffer.from(canary),
       randomBytes(100_000),
     ])
-    await sodiumReady()
-    const uploadId = toBase64Url(sodium().randombytes_buf(16))
-    const sealed = e2e.encryptAttachment(plaintext, { roomId: dm, uploadId })
+    const sealed = await encryptFile(plaintext, dm)
+    const uploadId = sealed.encryption.upload_id
     const up = await alice.client.api.uploadMedia(
       dm,
       sealed.ciphertext,
-      'application/octet-stream',
-      'encrypted.bin',
+      ENCRYPTED_UPLOAD.mime,
+      ENCRYPTED_UPLOAD.name,
     )
     expect(up).toMatchObject({ size: sealed.ciphertext.length, content_type: 'application/octet-stream' })
     const attachment: AttachmentType = Attachment.parse({
@@ -75,13 +73,7 @@ describe('end-to-end encrypted attachments across two servers', () => {
       mime: 'image/png',
       size: plaintext.length,
       sha256: up.sha256,
-      encryption: {
-        v: 'e2e/v1',
-        upload_id: uploadId,
-        key: sealed.key,
-        header: sealed.header,
-        hash: sealed.hash,
-      },
+      encryption: sealed.encryption,
     })
     await alice.e2e.send(dm, 'm.message', { body: 'canary-caption-0d4b', attachment })
 
@@ -112,7 +104,7 @@ describe('end-to-end encrypted attachments across two servers', () => {
       { content_type: 'application/octet-stream', filename: 'encrypted.bin' },
     ])
     // Nothing of the file, its name, type or key is in either server's files or logs.
-    const secrets = [canary, name, 'canary-caption-0d4b', sealed.key, 'image/png']
+    const secrets = [canary, name, 'canary-caption-0d4b', sealed.encryption.key, 'image/png']
     for (const server of [ACME, GLOBEX]) {
       const files = (await dataBytes(fed.get(server).dataDir)).toString('latin1')
       const log = logs[server]!.text()

@@ -6,6 +6,8 @@
 import {
   ApiError,
   ClientClosedError,
+  ENCRYPTED_UPLOAD,
+  encryptFile,
   ParleyClient,
   type ClientStore,
   type ConnectionStatus,
@@ -15,7 +17,7 @@ import type { ClientEvent, PresenceStatus } from '@parley/protocol/schema'
 import { MessageContent, type Attachment } from '@parley/protocol/schema'
 import * as att from './attachments.ts'
 import { displayName } from './display-text.ts'
-import { decryptMedia, ENCRYPTED_UPLOAD, encryptFile } from './encrypted-attachments.ts'
+import { decryptMedia } from './encrypted-attachments.ts'
 import { Encryption } from './encryption.svelte.ts'
 import { MediaCache } from './media-cache.ts'
 import type { DeepLink, DesktopApi } from './desktop-api.ts'

@@ -3,47 +3,14 @@
  * encrypted here before it is uploaded, so the homeserver stores only ciphertext, and decrypted here
  * after it is downloaded. The crypto is the core's `encryptAttachment` / `decryptAttachment`
  * (secretstream XChaCha20-Poly1305 in 64 KiB chunks, the first bound to the room and a random upload
- * id, BLAKE2b-256 of the ciphertext); this module adds the wire object ({@link AttachmentEncryption})
- * and turns the core's failures into one error with a sentence for the user. Decryption fails closed:
+ * id, BLAKE2b-256 of the ciphertext); encrypting and the wire object are the client library's
+ * (`encryptFile`, `ENCRYPTED_UPLOAD`); this module decrypts and turns the core's failures into one
+ * error with a sentence for the user. Decryption fails closed:
  * nothing of a file is returned unless all of it authenticates.
  */
-import { toBase64Url } from '@parley/protocol'
-import { e2e, sodium, sodiumReady } from '@parley/protocol/crypto'
-import type { Attachment, AttachmentEncryption } from '@parley/protocol/schema'
+import { e2e, sodiumReady } from '@parley/protocol/crypto'
+import type { Attachment } from '@parley/protocol/schema'
 import { t } from './i18n.ts'
-
-/** The name and type every encrypted upload carries: the server learns neither the real ones nor the content. */
-export const ENCRYPTED_UPLOAD = { name: 'encrypted.bin', mime: 'application/octet-stream' } as const
-
-/** Bytes of a fresh upload id (E2E.md section 2.5: `upload_id` in the first chunk's AD). */
-const UPLOAD_ID_BYTES = 16
-
-/** A file encrypted for a room: the bytes to upload and the `encryption` to put in its attachment. */
-export interface EncryptedFile {
-  readonly ciphertext: Uint8Array
-  readonly encryption: AttachmentEncryption
-}
-
-/**
- * Encrypts a file's bytes for `room` under a fresh random key and upload id (E2E.md section 2.5).
- * Throws {@link e2e.E2eError} `bad_input` for a file over the core's 1 GiB bound (a caller bug:
- * uploads are refused long before).
- */
-export async function encryptFile(bytes: Uint8Array, room: string): Promise<EncryptedFile> {
-  await sodiumReady()
-  const uploadId = toBase64Url(sodium().randombytes_buf(UPLOAD_ID_BYTES))
-  const sealed = e2e.encryptAttachment(bytes, { roomId: room, uploadId })
-  return {
-    ciphertext: sealed.ciphertext,
-    encryption: {
-      v: 'e2e/v1',
-      upload_id: uploadId,
-      key: sealed.key,
-      header: sealed.header,
-      hash: sealed.hash,
-    },
-  }
-}
 
 /** Why an encrypted attachment was refused, by the crypto core's code. */
 type Reason = 'altered' | 'incomplete' | 'undecryptable' | 'invalid'
